@@ -1,0 +1,3 @@
+from sslcheck.cli import main
+
+main()

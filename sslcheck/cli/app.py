@@ -1,0 +1,96 @@
+"""The `sslcheck` Typer app: every user error is one `Error: ...` line on stderr and exit 2.
+
+Commands register themselves from their own modules; nothing here imports torch, so `--help`
+and `--version` stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+try:  # typer >= 0.20 vendors click; older releases depend on it
+    from typer import _click as click
+except ImportError:  # pragma: no cover
+    import click  # type: ignore[no-redef]
+
+import sslcheck
+from sslcheck.errors import SSLCheckError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def error_exit(message: str) -> None:
+    typer.echo(f"Error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+class OneLineErrors(TyperGroup):
+    """Runs commands in non-standalone mode so usage, input and internal errors print as one
+    `Error:` line (greppable in CI logs) instead of a boxed panel or a traceback."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
+        argv = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in argv
+        extra.pop("standalone_mode", None)
+        try:
+            code = super().main(args=argv, prog_name=prog_name or "sslcheck", standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as err:
+            typer.echo(err.ctx.get_help() if err.ctx else str(err))
+            sys.exit(EXIT_OK)
+        except typer.Exit as err:
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            typer.echo("Error: aborted", err=True)
+            sys.exit(130)
+        except click.ClickException as err:
+            error_exit(err.format_message().replace("\n", " "))
+        except SSLCheckError as err:
+            if debug:
+                raise
+            error_exit(str(err))
+        except BrokenPipeError:
+            sys.exit(EXIT_FAILED)
+        except Exception as err:  # an internal error: short message, traceback with --debug
+            if debug:
+                raise
+            error_exit(f"internal error: {type(err).__name__}: {err} (run with --debug for the traceback)")
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    name="sslcheck",
+    help="Is my self-supervised representation healthy? SSL loss terms in every library's "
+    "convention, collapse diagnostics and CI gates for two views za, zb: [N, D].",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sslcheck {sslcheck.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """sslcheck: SSL loss terms, collapse diagnostics and CI gates."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    from sslcheck.cli import commands  # noqa: F401  (registers the commands)
+
+    app()

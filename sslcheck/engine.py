@@ -1,0 +1,336 @@
+"""The one-pass engine: both views read once, in chunks, into per-batch loss terms and merged
+statistics; whole-set losses and diagnostics follow from those statistics.
+
+Per chunk of C rows (a multiple of the batch size B): the chunk's centred co-moments (three D x D
+products in the compute dtype) merged in float64 (`sslcheck.stats`); the loss terms of each batch
+of B rows, every loss sharing the batch's cached statistics (`sslcheck.losses.pair.Batch`); the
+moments of L2-normalised rows and positive-pair cosines; the rows of the seeded pair sample.
+Memory is O(D^2 + C D + S D) whatever N is; nothing builds an N x N matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sslcheck.errors import InputError, UsageError
+from sslcheck.io import ArraySource, open_pair
+from sslcheck.losses.flavors import (
+    FLAVORS,
+    LOSSES,
+    check_flavor,
+    loss_key,
+    params_dict,
+    resolve_params,
+)
+from sslcheck.losses.normalize import normalize_rows
+from sslcheck.losses.pair import Batch, WholeSet
+from sslcheck.result import InputInfo, LossResult, Result, Summary, finite_or_none
+from sslcheck.stats import ElementMoments, PairMoments
+
+DEFAULT_LOSSES = ("vicreg", "barlow", "nt_xent")
+CONTRASTIVE_WORK_LIMIT = 2**38  # (2N)^2 * D multiply-adds for an exact whole-set contrastive value
+SAMPLE_SIZE = 4096
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to evaluate: which losses under which flavor(s), batching, precision and device.
+
+    `batch_size` None means one batch of all N rows (`--batch-size all`); B >= N means the same.
+    `overrides` maps loss -> {param: value string} (`--set loss.param=value`).
+    """
+
+    losses: Sequence[str] = DEFAULT_LOSSES
+    flavor: str = "paper"
+    overrides: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    batch_size: int | None = 256
+    drop_last: bool = True
+    dtype: Literal["float32", "float64"] = "float32"
+    device: str = "auto"
+    threads: int | None = None
+    chunk_rows: int = 8192
+    sample_size: int = SAMPLE_SIZE
+    contrastive_work_limit: int = CONTRASTIVE_WORK_LIMIT
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+
+    def loss_keys(self) -> list[str]:
+        if any(name.strip().lower() == "all" for name in self.losses):
+            return list(LOSSES)
+        keys = [loss_key(name) for name in self.losses]
+        return list(dict.fromkeys(keys))
+
+    def flavors(self) -> list[str]:
+        return list(FLAVORS) if self.flavor == "all" else [check_flavor(self.flavor)]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+    if name not in ("cpu", "cuda"):
+        raise UsageError(f"--device {name}: expected auto, cpu or cuda")
+    return torch.device(name)
+
+
+def sample_indices(n: int, size: int = SAMPLE_SIZE) -> np.ndarray:
+    """The pair-metric sample: all rows if N <= size, else a seeded sorted choice (spec §3)."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, size, replace=False))
+
+
+class _RowKeeper:
+    """Copies the rows at sorted global indices `idx` out of the chunk stream."""
+
+    def __init__(self, idx: np.ndarray, d: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.idx = torch.from_numpy(idx)
+        self.a = torch.empty(len(idx), d, dtype=dtype, device=device)
+        self.b = torch.empty(len(idx), d, dtype=dtype, device=device)
+        self._filled = 0
+
+    def take(self, start: int, xa: Tensor, xb: Tensor) -> None:
+        lo = int(np.searchsorted(self.idx.numpy(), start))
+        hi = int(np.searchsorted(self.idx.numpy(), start + xa.shape[0]))
+        if hi > lo:
+            local = (self.idx[lo:hi] - start).to(xa.device)
+            self.a[lo:hi] = xa.index_select(0, local)
+            self.b[lo:hi] = xb.index_select(0, local)
+
+
+class _Finite:
+    """NaN/Inf scan of one view, part of the pass: the count and the first bad row."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self.count, self.first_row = label, 0, -1
+
+    def check(self, start: int, x: Tensor) -> bool:
+        ok = torch.isfinite(x)
+        if bool(ok.all()):
+            return True
+        bad_rows = (~ok).any(1).nonzero()
+        if self.first_row < 0:
+            self.first_row = start + int(bad_rows[0])
+        self.count += int((~ok).sum())
+        return False
+
+    def raise_if_bad(self) -> None:
+        if self.count:
+            raise InputError(
+                f"{self.label}: {self.count} NaN/Inf value{'s' if self.count > 1 else ''}; "
+                f"the first in row {self.first_row}"
+            )
+
+
+def _chunk_pairs(za: ArraySource, zb: ArraySource, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    yield from zip(za.chunks(rows), zb.chunks(rows), strict=True)
+
+
+def evaluate(
+    za: ArraySource,
+    zb: ArraySource,
+    settings: Settings | None = None,
+    labels: np.ndarray | None = None,
+    progress: Progress | None = None,
+) -> Result:
+    """Score a pair of views in one pass: every selected loss (per batch and whole set), the
+    collapse diagnostics and the verdict."""
+    s = settings or Settings()
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    device = resolve_device(s.device)
+    dtype = torch.float64 if s.dtype == "float64" else torch.float32
+    n, d = za.n, za.d
+    losses = s.loss_keys()
+    flavors = s.flavors()
+    params = {(loss, fl): resolve_params(loss, fl, s.overrides.get(loss)) for loss in losses for fl in flavors}
+    if s.batch_size is not None and s.batch_size < 2:
+        raise UsageError(f"--batch-size {s.batch_size}: a batch needs at least 2 rows")
+    one_batch = s.batch_size is None or s.batch_size >= n
+    bsz = n if one_batch else int(s.batch_size)  # type: ignore[arg-type]
+    if not one_batch and not s.drop_last and n % bsz == 1:
+        raise InputError(
+            f"--keep-last: the last batch would hold 1 row (N = {n}, B = {bsz}); a batch needs "
+            "at least 2 rows (drop it, the default, or choose another batch size)"
+        )
+    chunk = bsz * max(1, s.chunk_rows // bsz) if not one_batch else s.chunk_rows
+    rows_losses = [loss for loss in losses if LOSSES[loss].from_rows]
+    contrastive_whole = bool(rows_losses) and (2 * n) ** 2 * d <= s.contrastive_work_limit
+    sample_idx = sample_indices(n, s.sample_size)
+    keeper = _RowKeeper(np.arange(n) if contrastive_whole else sample_idx, d, dtype, device)
+
+    moments = PairMoments.empty(d, device)
+    l2a = ElementMoments.empty((d,), device)
+    l2b = ElementMoments.empty((d,), device)
+    cosine = ElementMoments.empty((), device)
+    batch_terms: dict[tuple[str, str], list[dict[str, Tensor]]] = {key: [] for key in params}
+    finite_a, finite_b = _Finite(za.label), _Finite(zb.label)
+
+    start = 0
+    for ca, cb in _chunk_pairs(za, zb, chunk):
+        xa = torch.from_numpy(ca).to(device=device, dtype=dtype)
+        xb = torch.from_numpy(cb).to(device=device, dtype=dtype)
+        ok_a, ok_b = finite_a.check(start, xa), finite_b.check(start, xb)
+        if ok_a and ok_b and not (finite_a.count or finite_b.count):
+            moments = moments.merge(PairMoments.of(xa, xb))
+            ua, ub = normalize_rows(xa), normalize_rows(xb)
+            l2a = l2a.merge(ElementMoments.of(ua))
+            l2b = l2b.merge(ElementMoments.of(ub))
+            cosine = cosine.merge(ElementMoments.of((ua * ub).sum(1)))
+            keeper.take(start, xa, xb)
+            if not one_batch:
+                _score_batches(xa, xb, bsz, s.drop_last, params, batch_terms)
+        start += xa.shape[0]
+        if progress:
+            progress(start, n)
+    finite_a.raise_if_bad()
+    finite_b.raise_if_bad()
+
+    whole = WholeSet(moments, (keeper.a, keeper.b) if contrastive_whole else None)
+    results = _loss_results(losses, flavors, params, whole, batch_terms, one_batch, n, d, s)
+    sample_a, sample_b = (
+        (keeper.a[torch.from_numpy(sample_idx).to(device)], keeper.b[torch.from_numpy(sample_idx).to(device)])
+        if contrastive_whole
+        else (keeper.a, keeper.b)
+    )
+
+    from sslcheck.diagnostics import diagnose
+
+    diagnostics, verdict, arrays = diagnose(
+        moments=moments,
+        l2a=l2a,
+        l2b=l2b,
+        cosine=cosine,
+        sample_a=sample_a,
+        sample_b=sample_b,
+        labels=None if labels is None else labels[sample_idx],
+        thresholds=s.thresholds,
+    )
+    warnings = [LOSSES[loss].warnings[fl] for loss in losses for fl in flavors if fl in LOSSES[loss].warnings]
+    settings_out = {
+        "batch_size": bsz,
+        "drop_last": s.drop_last,
+        "dtype": s.dtype,
+        "device": device.type,
+        "flavor": s.flavor,
+        "losses": losses,
+        "overrides": {k: dict(v) for k, v in s.overrides.items() if v},
+        "sample_size": len(sample_idx),
+    }
+    return Result(
+        za=InputInfo(za.path, za.key, (n, d), za.dtype, za.format),
+        zb=InputInfo(zb.path, zb.key, (zb.n, zb.d), zb.dtype, zb.format),
+        settings=settings_out,
+        losses=results,
+        diagnostics=diagnostics,
+        verdict=verdict,
+        warnings=warnings,
+        arrays=arrays,
+    )
+
+
+def _score_batches(
+    xa: Tensor,
+    xb: Tensor,
+    bsz: int,
+    drop_last: bool,
+    params: Mapping[tuple[str, str], Any],
+    out: dict[tuple[str, str], list[dict[str, Tensor]]],
+) -> None:
+    for i in range(0, xa.shape[0], bsz):
+        if xa.shape[0] - i < bsz and drop_last:
+            break
+        batch = Batch(xa[i : i + bsz], xb[i : i + bsz])
+        for (loss, fl), p in params.items():
+            out[(loss, fl)].append({k: v.detach() for k, v in LOSSES[loss].compute(batch, p).items()})
+
+
+def _loss_results(
+    losses: list[str],
+    flavors: list[str],
+    params: Mapping[tuple[str, str], Any],
+    whole: WholeSet,
+    batch_terms: Mapping[tuple[str, str], list[dict[str, Tensor]]],
+    one_batch: bool,
+    n: int,
+    d: int,
+    s: Settings,
+) -> dict[str, LossResult]:
+    out: dict[str, LossResult] = {}
+    for loss in losses:
+        spec = LOSSES[loss]
+        by_flavor: dict[str, LossResult] = {}
+        for fl in flavors:
+            p = params[(loss, fl)]
+            notes: list[str] = []
+            note = None
+            if spec.from_rows and not whole.has_rows:
+                whole_terms: dict[str, float | None] = dict.fromkeys(spec.terms)
+                note = (
+                    f"not computed: (2N)^2 * D = {(2 * n) ** 2 * d:.3g} multiply-adds exceeds the "
+                    f"exact-computation limit {s.contrastive_work_limit:.3g} (2^38); see per_batch"
+                )
+            else:
+                whole_terms = {k: finite_or_none(v) for k, v in spec.compute(whole, p).items()}
+            undefined = [k for k, v in whole_terms.items() if v is None]
+            if undefined and note is None:
+                notes.append(f"undefined for this input (NaN or Inf): whole_set {', '.join(undefined)}")
+            if one_batch:
+                values = {k: np.array([] if v is None else [v]) for k, v in whole_terms.items()}
+                n_batches = 1 if note is None else 0
+            else:
+                rows = batch_terms[(loss, fl)]
+                values = {
+                    k: torch.stack([r[k] for r in rows]).double().cpu().numpy() if rows else np.array([])
+                    for k in spec.terms
+                }
+                n_batches = len(rows)
+            per_batch = {k: Summary.of(v) for k, v in values.items()}
+            if n_batches and any(summary.mean is None for summary in per_batch.values()) and note is None:
+                notes.append("undefined (NaN or Inf) in at least one batch: per_batch summary is null")
+            by_flavor[fl] = LossResult(
+                name=loss,
+                flavor=fl,
+                source=spec.sources[fl],
+                params=params_dict(p),
+                weights=spec.weights(p),
+                n_batches=n_batches,
+                whole_set=whole_terms,
+                per_batch=per_batch,
+                per_batch_values=values,
+                whole_set_note=note,
+                notes=notes,
+            )
+        top = by_flavor["paper"] if "paper" in by_flavor and len(flavors) > 1 else by_flavor[flavors[0]]
+        if len(flavors) > 1:
+            top.by_flavor = by_flavor
+        out[loss] = top
+    return out
+
+
+def evaluate_files(
+    za: str,
+    zb: str | None = None,
+    settings: Settings | None = None,
+    *,
+    key: str | None = None,
+    key_a: str | None = None,
+    key_b: str | None = None,
+    labels: str | None = None,
+    progress: Progress | None = None,
+) -> Result:
+    """Open the two views (or one file holding both) and `evaluate` them."""
+    a, b = open_pair(za, zb, key=key, key_a=key_a, key_b=key_b)
+    lab = None
+    if labels is not None:
+        from sslcheck.io.labels import load_labels
+
+        lab = load_labels(labels, a.n)
+    return evaluate(a, b, settings, labels=lab, progress=progress)

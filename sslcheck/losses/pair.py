@@ -1,0 +1,145 @@
+"""What a loss needs of a pair of views, computed once and shared by every loss.
+
+`PairStats` is the interface; `Batch` computes it from the rows of one batch (as in training,
+differentiable) and `WholeSet` from the merged moments of all N rows (`sslcheck.stats`).
+With x_c the centred view and M_xy = x_c^T y_c:
+
+- `sq_diff_mean`      mean over N*D of (za - zb)^2
+- `col_var(v, ddof)`  diag(M_vv) / (N - ddof)
+- `cov_offdiag_sq(v)` Off(M_vv) = sum of squared off-diagonal entries
+- `cross(x, y, s, t)` diag and Off of diag(s) M_xy diag(t)
+
+For D > 4B/3 a batch uses B x B Grams (Off(X^T X) = ||X X^T||_F^2 - sum diag^2 and
+||X^T Y||_F^2 = <X X^T, Y Y^T>_F): O(B^2 D) instead of O(B D^2).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal, Protocol
+
+import torch
+from torch import Tensor
+
+from sslcheck.losses.normalize import RowNorm, normalize_rows
+from sslcheck.stats import PairMoments
+
+View = Literal["a", "b"]
+
+
+class PairStats(Protocol):
+    n: int
+    d: int
+
+    def sq_diff_mean(self) -> Tensor: ...
+    def col_var(self, view: View, ddof: int) -> Tensor: ...
+    def cov_offdiag_sq(self, view: View) -> Tensor: ...
+    def cross(self, x: View, y: View, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]: ...
+    def rows(self, view: View) -> Tensor: ...
+    def normalized(self, view: View, mode: RowNorm) -> Tensor: ...
+
+
+def _off_sq(m: Tensor) -> Tensor:
+    """Sum of squared off-diagonal entries of a square matrix (masked, so nothing cancels)."""
+    eye = torch.eye(m.shape[0], dtype=torch.bool, device=m.device)
+    return m.masked_fill(eye, 0).pow(2).sum()
+
+
+class Batch:
+    """The rows of one batch, za and zb: [B, D]; every quantity computed on first use and cached."""
+
+    def __init__(self, za: Tensor, zb: Tensor) -> None:
+        if za.ndim != 2 or za.shape != zb.shape:
+            raise ValueError(f"za and zb must both be [N, D]; got {tuple(za.shape)} and {tuple(zb.shape)}")
+        if za.shape[0] < 2:
+            raise ValueError("a batch needs at least 2 rows (every variance divides by N - 1)")
+        self.za, self.zb = za, zb
+        self.n, self.d = za.shape
+        self.use_gram = self.d * 3 > 4 * self.n
+        self._normalized: dict[tuple[View, str], Tensor] = {}
+
+    def rows(self, view: View) -> Tensor:
+        return self.za if view == "a" else self.zb
+
+    @cached_property
+    def _centred(self) -> tuple[Tensor, Tensor]:
+        return self.za - self.za.mean(0), self.zb - self.zb.mean(0)
+
+    def centred(self, view: View) -> Tensor:
+        return self._centred[0] if view == "a" else self._centred[1]
+
+    @cached_property
+    def _col_sq(self) -> tuple[Tensor, Tensor]:
+        ca, cb = self._centred
+        return (ca * ca).sum(0), (cb * cb).sum(0)
+
+    def sq_diff_mean(self) -> Tensor:
+        return (self.za - self.zb).pow(2).mean()
+
+    def col_var(self, view: View, ddof: int) -> Tensor:
+        return self._col_sq[0 if view == "a" else 1] / (self.n - ddof)
+
+    def cov_offdiag_sq(self, view: View) -> Tensor:
+        c = self.centred(view)
+        if self.use_gram:
+            diag = self._col_sq[0 if view == "a" else 1]
+            return (c @ c.T).pow(2).sum() - diag.pow(2).sum()
+        return _off_sq(c.T @ c)
+
+    def cross(self, x: View, y: View, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        xs, ys = self.centred(x) * s, self.centred(y) * t
+        diag = (xs * ys).sum(0)
+        if self.use_gram:
+            return diag, ((xs @ xs.T) * (ys @ ys.T)).sum() - diag.pow(2).sum()
+        return diag, _off_sq(xs.T @ ys)
+
+    def normalized(self, view: View, mode: RowNorm) -> Tensor:
+        key = (view, mode)
+        if key not in self._normalized:
+            self._normalized[key] = normalize_rows(self.rows(view), mode)
+        return self._normalized[key]
+
+
+class WholeSet:
+    """All N rows through their merged float64 moments; `rows` only where the caller kept them."""
+
+    def __init__(self, moments: PairMoments, rows: tuple[Tensor, Tensor] | None = None) -> None:
+        self.m = moments
+        self.n = moments.n
+        self.d = moments.mean_a.shape[0]
+        self._rows = rows
+        self._batch = Batch(*rows) if rows is not None else None
+
+    def _mat(self, x: View, y: View) -> Tensor:
+        if x != y:
+            return self.m.m_ab if x == "a" else self.m.m_ab.T
+        return self.m.m_aa if x == "a" else self.m.m_bb
+
+    def sq_diff_mean(self) -> Tensor:
+        m = self.m
+        trace = m.m_aa.diagonal().sum() + m.m_bb.diagonal().sum() - 2 * m.m_ab.diagonal().sum()
+        return (trace + m.n * (m.mean_a - m.mean_b).pow(2).sum()) / (m.n * self.d)
+
+    def col_var(self, view: View, ddof: int) -> Tensor:
+        return self._mat(view, view).diagonal() / (self.n - ddof)
+
+    def cov_offdiag_sq(self, view: View) -> Tensor:
+        return _off_sq(self._mat(view, view))
+
+    def cross(self, x: View, y: View, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        c = self._mat(x, y) * s[:, None] * t[None, :]
+        return c.diagonal(), _off_sq(c)
+
+    @property
+    def has_rows(self) -> bool:
+        return self._batch is not None
+
+    def rows(self, view: View) -> Tensor:
+        if self._batch is None:
+            raise ValueError("the whole-set rows were not kept")
+        return self._batch.rows(view)
+
+    def normalized(self, view: View, mode: RowNorm) -> Tensor:
+        if self._batch is None:
+            raise ValueError("the whole-set rows were not kept")
+        return self._batch.normalized(view, mode)

@@ -1,0 +1,120 @@
+"""Mergeable sufficient statistics: counts, means and centred (co-)moments, merged in float64.
+
+Blocks are centred in their own dtype and merged with the pairwise update of Chan, Golub & LeVeque
+(1979): for parts A and B with delta = mean_B - mean_A and n = n_A + n_B,
+
+    mean = mean_A + delta * n_B / n
+    M    = M_A + M_B + (n_A n_B / n) * outer(delta_x, delta_y)
+
+Never ``sum(x x^T) - n mu mu^T``: that cancels catastrophically for data with a large offset.
+A float32 block's mean is itself inexact, so the residual mean r of the centred block is added
+back exactly: ``M_block = Xc^T Yc - n r_x r_y^T`` (r is tiny, so nothing cancels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+F64 = torch.float64
+
+
+def _centre(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Centre a block in its own dtype: (centred block, exact float64 mean, residual mean of xc)."""
+    approx = x.mean(0)
+    xc = x - approx
+    residual = xc.sum(0, dtype=F64) / x.shape[0]
+    return xc, approx.to(F64) + residual, residual
+
+
+@dataclass
+class PairMoments:
+    """Count, column means and centred co-moments of two views za, zb: [N, D].
+
+    `m_aa = sum_i (a_i - mean_a)(a_i - mean_a)^T` (likewise `m_bb`, and `m_ab` across views), all
+    float64 [D, D]. `cov_a = m_aa / (N - 1)`; the uncentred Gram is `m_aa + N mean_a mean_a^T`.
+    """
+
+    n: int
+    mean_a: Tensor
+    mean_b: Tensor
+    m_aa: Tensor
+    m_bb: Tensor
+    m_ab: Tensor
+
+    @classmethod
+    def empty(cls, d: int, device: torch.device | str = "cpu") -> PairMoments:
+        z = torch.zeros(d, dtype=F64, device=device)
+        zz = torch.zeros(d, d, dtype=F64, device=device)
+        return cls(0, z, z.clone(), zz, zz.clone(), zz.clone())
+
+    @classmethod
+    def of(cls, xa: Tensor, xb: Tensor) -> PairMoments:
+        """Moments of one block, its three products computed in the block's dtype."""
+        n = xa.shape[0]
+        ca, mean_a, res_a = _centre(xa)
+        cb, mean_b, res_b = _centre(xb)
+        m_aa = (ca.T @ ca).to(F64) - n * torch.outer(res_a, res_a)
+        m_bb = (cb.T @ cb).to(F64) - n * torch.outer(res_b, res_b)
+        m_ab = (ca.T @ cb).to(F64) - n * torch.outer(res_a, res_b)
+        return cls(n, mean_a, mean_b, m_aa, m_bb, m_ab)
+
+    def merge(self, other: PairMoments) -> PairMoments:
+        """The moments of both parts together (Chan et al.'s pairwise update)."""
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        n = self.n + other.n
+        w = self.n * other.n / n
+        da = other.mean_a - self.mean_a
+        db = other.mean_b - self.mean_b
+        return PairMoments(
+            n,
+            self.mean_a + da * (other.n / n),
+            self.mean_b + db * (other.n / n),
+            self.m_aa + other.m_aa + w * torch.outer(da, da),
+            self.m_bb + other.m_bb + w * torch.outer(db, db),
+            self.m_ab + other.m_ab + w * torch.outer(da, db),
+        )
+
+
+@dataclass
+class ElementMoments:
+    """Count, mean and centred second moment of each element of a stream of [n, *shape] blocks.
+
+    Welford / Chan merge per element; `var(ddof)` = m2 / (n - ddof). Used for the per-dimension
+    moments of L2-normalised rows and for the positive-pair cosines.
+    """
+
+    n: int
+    mean: Tensor
+    m2: Tensor
+
+    @classmethod
+    def empty(cls, shape: tuple[int, ...] = (), device: torch.device | str = "cpu") -> ElementMoments:
+        return cls(0, torch.zeros(shape, dtype=F64, device=device), torch.zeros(shape, dtype=F64, device=device))
+
+    @classmethod
+    def of(cls, x: Tensor) -> ElementMoments:
+        xc, mean, res = _centre(x)
+        m2 = (xc * xc).sum(0, dtype=F64) - x.shape[0] * res * res
+        return cls(x.shape[0], mean, m2)
+
+    def merge(self, other: ElementMoments) -> ElementMoments:
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        return ElementMoments(
+            n,
+            self.mean + delta * (other.n / n),
+            self.m2 + other.m2 + delta * delta * (self.n * other.n / n),
+        )
+
+    def var(self, ddof: int = 1) -> Tensor:
+        return self.m2.clamp_min(0) / (self.n - ddof)
