@@ -1,0 +1,83 @@
+"""An [N, D] array stored raw at a byte offset of a file, read in row chunks.
+
+A .npy file, a stored (uncompressed) .npz member and a .safetensors tensor all lay their data out
+this way, so one reader serves them. C-order rows are read with `readinto` into one reused
+buffer: a long-lived memory map would keep every page it touched resident, and a whole load
+would hold the file in memory. Fortran-order rows are strided, so each chunk maps the file,
+copies its rows and drops the map: no map outlives its chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from sslcheck.errors import InputError
+from sslcheck.io.source import bfloat16_to_float32, read_exact
+
+
+@dataclass(frozen=True)
+class RawArray:
+    """`n` x `d` values of `dtype` (as stored: any byte order) at `offset` bytes into `path`.
+
+    `bfloat16`: `dtype` is uint16 holding bfloat16 bits, widened to float32 on the way out.
+    """
+
+    path: str
+    offset: int
+    dtype: np.dtype
+    n: int
+    d: int
+    fortran: bool = False
+    bfloat16: bool = False
+
+    @property
+    def nbytes(self) -> int:
+        return self.n * self.d * self.dtype.itemsize
+
+    def require_within(self, size: int, label: str) -> None:
+        """An InputError when the data would run past the `size` bytes that hold it."""
+        if self.offset + self.nbytes > size:
+            raise InputError(
+                f"{label}: the file is truncated: shape ({self.n}, {self.d}) needs {self.nbytes} "
+                f"bytes of data but only {max(size - self.offset, 0)} bytes follow the header"
+            )
+
+    def chunks(self, rows: int, label: str) -> Iterator[np.ndarray]:
+        """Consecutive C-contiguous native-endian [rows, D] blocks (the last may be shorter)."""
+        if rows < 1:
+            raise ValueError(f"rows must be >= 1, got {rows}")
+        if self.fortran:
+            yield from self._fortran_chunks(rows)
+            return
+        buf = np.empty((min(rows, self.n), self.d), dtype=self.dtype)
+        out = np.empty(buf.shape, dtype=np.float32) if self.bfloat16 else None
+        with open(self.path, "rb", buffering=0) as f:
+            f.seek(self.offset)
+            for start in range(0, self.n, rows):
+                r = min(rows, self.n - start)
+                read_exact(f, buf[:r], label)
+                yield self._widen(buf[:r], None if out is None else out[:r])
+
+    def _fortran_chunks(self, rows: int) -> Iterator[np.ndarray]:
+        for start in range(0, self.n, rows):
+            mm = np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.offset,
+                           shape=(self.n, self.d), order="F")
+            block = np.ascontiguousarray(mm[start:start + rows])
+            del mm
+            yield self._widen(block, None)
+
+    def _widen(self, block: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        if self.bfloat16:
+            return bfloat16_to_float32(block, out)
+        return to_native(block)
+
+
+def to_native(block: np.ndarray) -> np.ndarray:
+    """`block` in native byte order, swapped in place (torch refuses non-native arrays)."""
+    if block.dtype.isnative:
+        return block
+    block.byteswap(inplace=True)
+    return block.view(block.dtype.newbyteorder("="))
