@@ -62,6 +62,13 @@ class LossResult:
     by_flavor: dict[str, LossResult] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        d = self._block()
+        if self.by_flavor:
+            d["by_flavor"] = {f: r._block() for f, r in self.by_flavor.items()}
+        return d
+
+    def _block(self) -> dict[str, Any]:
+        """This flavor's own fields (`by_flavor` holds the top-level flavor too, so never nest)."""
         d: dict[str, Any] = {
             "flavor": self.flavor,
             "source": self.source,
@@ -75,8 +82,6 @@ class LossResult:
             d["whole_set_note"] = self.whole_set_note
         if self.notes:
             d["notes"] = list(self.notes)
-        if self.by_flavor:
-            d["by_flavor"] = {f: r.to_dict() for f, r in self.by_flavor.items()}
         return d
 
 

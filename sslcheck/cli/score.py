@@ -18,14 +18,19 @@ FORMATS = ("table", "json", "csv", "markdown")
 @run_options
 def score(
     run: RunOptions,
-    format: Annotated[str, typer.Option("--format", "-f", help="table, json, csv or markdown.")] = "table",
+    format: Annotated[
+        str, typer.Option("--format", "-f", metavar="table|json|csv|markdown", help="table, json, csv or markdown.")
+    ] = "table",
     output: Annotated[
         str | None,
-        typer.Option("--output", "-o", help="Write to FILE (atomically) instead of stdout.", show_default=False),
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="Write to FILE (atomically) instead of stdout.", show_default=False
+        ),
     ] = None,
 ) -> None:
     """Print every loss term, the collapse diagnostics and the verdict for two views.
 
+    \b
     Example: sslcheck score sample_data/healthy_za.npy sample_data/healthy_zb.npy --flavor lightly
     """
     fmt = choice("--format", format, FORMATS)

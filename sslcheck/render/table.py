@@ -13,7 +13,7 @@ STATUS_STYLE = {"healthy": "bold green"}
 
 
 def print_table(data: dict[str, Any], console: Console) -> None:
-    console.print(header_line(data), highlight=False)
+    console.print(header_line(data), highlight=False, soft_wrap=True)
     for sec in sections(data):
         table = Table(title=sec.title, title_justify="left", show_edge=False, pad_edge=False)
         for i, col in enumerate(sec.columns):

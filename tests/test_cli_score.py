@@ -1,0 +1,220 @@
+"""`sslcheck score`: every output format carries the result's numbers; errors are one line."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sslcheck.cli import app
+from sslcheck.engine import Settings, evaluate_files
+from sslcheck.render.flat import flatten
+from sslcheck.render.sections import fmt
+from tests.conftest import sample
+
+CONTRACT_PATHS = [
+    "schema_version", "sslcheck_version", "inputs.za.path", "inputs.za.shape", "inputs.za.dtype",
+    "inputs.zb.path", "inputs.zb.shape", "inputs.zb.dtype", "inputs.n", "inputs.d",
+    "settings.batch_size", "settings.drop_last", "settings.dtype", "settings.device", "settings.flavor",
+    "verdict.status", "verdict.reasons",
+]
+TERMS = {"vicreg": ["invariance", "variance", "covariance", "total"],
+         "barlow": ["on_diagonal", "off_diagonal", "total"], "nt_xent": ["total"]}
+
+
+def get(data: dict, path: str):
+    for part in path.split("."):
+        data = data[part]
+    return data
+
+
+def score_json(runner, args: list[str]) -> dict:
+    res = runner.invoke(app, ["score", *args, "--format", "json"])
+    assert res.exit_code == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_json_follows_the_contract(runner, pair):
+    data = score_json(runner, list(pair))
+    for path in CONTRACT_PATHS:
+        get(data, path)
+    assert data["schema_version"] == 1
+    assert data["inputs"]["n"] == 600 and data["inputs"]["d"] == 24
+    assert data["inputs"]["za"]["shape"] == [600, 24] and data["inputs"]["za"]["dtype"] == "float32"
+    assert data["settings"]["batch_size"] == 256 and data["settings"]["drop_last"] is True
+    for loss, terms in TERMS.items():
+        block = data["losses"][loss]
+        assert block["flavor"] == "paper" and block["n_batches"] == 2
+        for term in terms:
+            assert isinstance(block["whole_set"][term], float)
+            assert set(block["per_batch"][term]) == {"mean", "std", "min", "max"}
+    assert data["verdict"]["status"] in ("healthy", "dimensional_collapse", "complete_collapse", "unaligned")
+
+
+def test_json_equals_the_library_result(runner, pair):
+    """The CLI is a view of `evaluate_files`: the same numbers, bit for bit."""
+    data = score_json(runner, [*pair, "--dtype", "float64", "--batch-size", "100", "--flavor", "lightly"])
+    expected = evaluate_files(*pair, Settings(dtype="float64", batch_size=100, flavor="lightly")).to_dict()
+    assert data["losses"] == expected["losses"]
+    assert data["diagnostics"] == expected["diagnostics"]
+    assert data["verdict"] == expected["verdict"]
+
+
+def test_batch_size_all_is_one_batch_equal_to_whole_set(runner, pair):
+    data = score_json(runner, [*pair, "--batch-size", "all", "--dtype", "float64"])
+    assert data["settings"]["batch_size"] == 600
+    for loss in ("vicreg", "barlow", "nt_xent"):
+        block = data["losses"][loss]
+        assert block["n_batches"] == 1
+        for term, whole in block["whole_set"].items():
+            pb = block["per_batch"][term]
+            assert pb["mean"] == pb["min"] == pb["max"] == whole and pb["std"] == 0
+
+
+def test_set_overrides_are_echoed_and_applied(runner, pair):
+    base = score_json(runner, [*pair, "--dtype", "float64"])
+    data = score_json(runner, [*pair, "--dtype", "float64", "--set", "vicreg.mu=50", "--set", "nt-xent.tau=0.2"])
+    assert data["losses"]["vicreg"]["params"]["mu"] == 50
+    assert data["losses"]["nt_xent"]["params"]["tau"] == 0.2
+    v0, v1 = base["losses"]["vicreg"]["whole_set"], data["losses"]["vicreg"]["whole_set"]
+    assert v1["variance"] == v0["variance"]  # terms are unweighted
+    assert v1["total"] == pytest.approx(v0["total"] + 25 * v0["variance"], rel=1e-12)
+
+
+def test_table_shows_every_term_of_the_json(runner, pair):
+    data = score_json(runner, list(pair))
+    res = runner.invoke(app, ["score", *pair])
+    assert res.exit_code == 0
+    for loss, terms in TERMS.items():
+        for term in terms:
+            assert fmt(data["losses"][loss]["whole_set"][term]) in res.stdout
+    assert "Verdict:" in res.stdout and f"N = 600, D = 24, B = 256" in res.stdout
+
+
+def test_csv_round_trips_to_the_json(runner, pair):
+    data = score_json(runner, list(pair))
+    res = runner.invoke(app, ["score", *pair, "--format", "csv"])
+    frame = pd.read_csv(io.StringIO(res.stdout), keep_default_na=False)
+    rows = dict(zip(frame["path"], frame["value"], strict=True))
+    for path, value in flatten(data):
+        if isinstance(value, float):
+            assert float(rows[path]) == pytest.approx(value, rel=1e-15, abs=0)
+
+
+def test_markdown_has_tables_and_verdict(runner, pair):
+    res = runner.invoke(app, ["score", *pair, "--format", "markdown"])
+    assert res.exit_code == 0
+    assert res.stdout.startswith("# sslcheck score")
+    assert "| loss | term |" in res.stdout and "**Verdict:" in res.stdout
+
+
+def test_output_file_is_written_and_stdout_is_empty(runner, pair, tmp_path):
+    out = tmp_path / "scores.json"
+    res = runner.invoke(app, ["score", *pair, "--format", "json", "-o", str(out), "-q"])
+    assert res.exit_code == 0 and res.stdout == ""
+    assert json.loads(out.read_text())["schema_version"] == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_single_path_pt_with_both_views(runner):
+    pt = score_json(runner, [str(Path(sample("healthy")[0]).parent / "healthy.pt"), "--dtype", "float64"])
+    npy = score_json(runner, [*sample("healthy"), "--dtype", "float64"])
+    assert pt["losses"] == npy["losses"]
+
+
+def test_flavor_all_fills_by_flavor(runner, pair):
+    data = score_json(runner, [*pair, "--flavor", "all"])
+    by = data["losses"]["vicreg"]["by_flavor"]
+    assert set(by) == {"paper", "lightly", "solo-learn", "tf-similarity", "quadra", "edifice"}
+    assert data["settings"]["flavor"] == "all"
+    assert data["losses"]["vicreg"]["whole_set"] == by["paper"]["whole_set"]
+    assert by["solo-learn"]["whole_set"]["variance"] == pytest.approx(2 * by["paper"]["whole_set"]["variance"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--loss", "simclr2"], "unknown loss 'simclr2'"),
+        (["--flavor", "torchvision"], "unknown flavor 'torchvision'"),
+        (["--batch-size", "0"], "--batch-size 0"),
+        (["--batch-size", "1"], "at least 2 rows"),
+        (["--batch-size", "lots"], "expected an integer >= 2 or 'all'"),
+        (["--set", "vicreg.mu"], "expected LOSS.PARAM=VALUE"),
+        (["--set", "vicreg.rho=1"], "unknown parameter"),
+        (["--set", "vicreg.mu=abc"], "expected a number"),
+        (["--set", "nt_xent.tau=0"], "must be > 0"),
+        (["--set", "barlow.norm=layer"], "expected one of"),
+        (["--format", "yaml"], "--format yaml"),
+        (["--dtype", "float16"], "--dtype float16"),
+        (["--device", "tpu"], "--device tpu"),
+        (["--bogus"], "No such option"),
+    ],
+)
+def test_bad_options_get_one_error_line(runner, pair, args, message):
+    res = runner.invoke(app, ["score", *pair, *args])
+    assert res.exit_code == 2
+    assert res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ")
+    assert message in lines[0]
+
+
+def test_help_everywhere_ends_with_an_example(runner):
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0
+    commands = [c for c in ("score", "check", "report", "inspect", "flavors") if f"  {c} " in res.stdout]
+    assert {"score", "check"} <= set(commands)
+    for command in commands:
+        text = runner.invoke(app, [command, "--help"]).stdout
+        assert "Example:" in text, command
+
+
+def test_no_arguments_prints_help_and_version(runner):
+    assert "Usage:" in runner.invoke(app, []).stdout
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.stdout.strip() == "sslcheck 0.1.0"
+
+
+def _imports_after(argv: list[str]) -> set[str]:
+    code = (
+        "import sys\nfrom sslcheck.cli import main\nsys.argv = ['sslcheck', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(' '.join(m for m in ('torch', 'pandas', 'matplotlib') if m in sys.modules), file=sys.stderr)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=False)
+    return set(res.stderr.strip().splitlines()[-1].split()) if res.stderr.strip() else set()
+
+
+def test_help_imports_no_torch():
+    assert _imports_after(["--help"]) == set()
+    assert _imports_after(["score", "--help"]) == set()
+
+
+def test_score_json_imports_neither_pandas_nor_matplotlib(pair):
+    assert _imports_after(["score", *pair, "--format", "json", "-q"]) == {"torch"}
+
+
+def test_stdout_carries_only_json_and_warnings_go_to_stderr(pair):
+    cmd = [sys.executable, "-m", "sslcheck", "score", *pair, "--format", "json", "--flavor", "quadra"]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    data = json.loads(res.stdout)
+    assert data["warnings"] and "quadra" in res.stderr
+    quiet = subprocess.run([*cmd, "-q"], capture_output=True, text=True, check=True)
+    assert quiet.stderr == ""
+
+
+def test_nan_input_is_an_input_error(runner, tmp_path):
+    za = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
+    za[17, 2] = np.nan
+    za[30, 0] = np.inf
+    np.save(tmp_path / "a.npy", za)
+    np.save(tmp_path / "b.npy", np.ones_like(za))
+    res = runner.invoke(app, ["score", str(tmp_path / "a.npy"), str(tmp_path / "b.npy")])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert "2 NaN/Inf values; the first in row 17" in res.stderr
