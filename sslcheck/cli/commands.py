@@ -3,3 +3,5 @@
 
 from sslcheck.cli import score
 from sslcheck.cli import check
+from sslcheck.cli import inspect_cmd
+from sslcheck.cli import flavors

@@ -14,7 +14,7 @@ from sslcheck.io.labels import load_labels
 from sslcheck.io.shards import ShardedSource, is_glob
 from sslcheck.io.source import ArraySource, KeyNotFound, require_file
 
-__all__ = ["ArraySource", "load_labels", "open_array", "open_pair"]
+__all__ = ["ArraySource", "load_labels", "open_all", "open_array", "open_pair"]
 
 
 def open_array(path: str | Path, key: str | None = None) -> ArraySource:
@@ -30,6 +30,16 @@ def open_array(path: str | Path, key: str | None = None) -> ArraySource:
     if p.is_dir():
         return ShardedSource(str(path), key)
     return open_file(p, key)
+
+
+def open_all(path: str | Path, key: str | None = None) -> list[ArraySource]:
+    """Every array a path holds (each member of a container; `key` picks one), for `inspect`."""
+    if key is not None:
+        return [open_array(path, key)]
+    try:
+        return [open_array(path, "\0")]  # no array has this name: a container lists its keys
+    except KeyNotFound as err:  # (a one-array file lists none)
+        return [open_array(path, k) for k in err.keys] if err.keys else [open_array(path)]
 
 
 def open_pair(

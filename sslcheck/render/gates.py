@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from sslcheck.checks import Check
 from sslcheck.render.sections import fmt, header_line, verdict_text
@@ -24,18 +25,22 @@ def counts_line(checks: Sequence[Check]) -> str:
 
 
 def print_checks(data: dict[str, Any], checks: Sequence[Check], passed: bool, console: Console) -> None:
-    console.print(header_line(data), highlight=False, soft_wrap=True)
+    console.print(header_line(data), highlight=False, markup=False, soft_wrap=True)
     table = Table(show_edge=False, pad_edge=False)
     for col in ("status", "gate", "value", "threshold", "message"):
         table.add_column(col, justify="right" if col in ("value", "threshold") else "left")
     for ch in checks:
-        table.add_row(f"[{STYLE[ch.status]}]{ch.status}[/]", ch.name, fmt(ch.value), fmt(ch.threshold), ch.message)
+        table.add_row(
+            Text(ch.status, style=STYLE[ch.status]),
+            *(Text(c) for c in (ch.name, fmt(ch.value), fmt(ch.threshold), ch.message)),
+        )
     console.print(table)
-    console.print(verdict_text(data), highlight=False)
+    console.print(verdict_text(data), highlight=False, markup=False)
     console.print(
         f"{'PASSED' if passed else 'FAILED'}: {counts_line(checks)}",
         style="bold green" if passed else "bold red",
         highlight=False,
+        markup=False,
     )
 
 

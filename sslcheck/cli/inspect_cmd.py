@@ -1,0 +1,64 @@
+"""`sslcheck inspect FILE...`: what each embedding file holds, without loading it whole."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from sslcheck.cli.app import app
+from sslcheck.cli.options import choice
+
+
+@app.command("inspect")
+def inspect_files(
+    files: Annotated[list[str], typer.Argument(metavar="FILE...", help="Files, folders or globs of shards.")],
+    key: Annotated[str | None, typer.Option(metavar="NAME", help="Only this array of each container.")] = None,
+    format: Annotated[str, typer.Option("--format", "-f", metavar="table|json", help="Output format.")] = "table",
+) -> None:
+    """Shape, dtype, keys, size, NaN/Inf counts and quick statistics of each array.
+
+    \b
+    Example: sslcheck inspect sample_data/healthy.pt sample_data/healthy_za.npy
+    """
+    fmt = choice("--format", format, ("table", "json"))
+    from sslcheck.describe import describe_array
+    from sslcheck.io import open_all
+
+    infos = [describe_array(src) for path in files for src in open_all(path, key)]
+    if fmt == "json":
+        from sslcheck.render.json import to_json
+
+        sys.stdout.write(to_json({"arrays": infos}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from sslcheck.render.sections import fmt as num
+
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("array", "format", "shape", "dtype", "MB", "NaN", "Inf", "std min/median/max", "dead", "row norm"):
+        table.add_column(col)
+    for info in infos:
+        st = info["stats"] or {}
+        label = f"{info['path']}[{info['key']}]" if info["key"] else info["path"]
+        stds = "/".join(num(st.get(k)) for k in ("std_min", "std_median", "std_max")) if st else "n/a"
+        table.add_row(
+            Text(label),
+            info["format"],
+            "x".join(map(str, info["shape"])),
+            info["dtype"],
+            f"{info['nbytes'] / 2**20:.1f}",
+            str(info["nan"]),
+            str(info["inf"]),
+            stds,
+            num(st.get("dead_dims")),
+            num(st.get("row_norm_mean")),
+        )
+    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160)
+    console.print(table)
+    for info in infos:
+        for note in info["notes"]:
+            console.print(f"  {info['path']}: {note}", style="dim", highlight=False, markup=False)
