@@ -133,6 +133,7 @@ def _chunk_pairs(za: ArraySource, zb: ArraySource, rows: int) -> Iterator[tuple[
     yield from zip(za.chunks(rows), zb.chunks(rows), strict=True)
 
 
+@torch.inference_mode()
 def evaluate(
     za: ArraySource,
     zb: ArraySource,
@@ -244,12 +245,22 @@ def _score_batches(
     params: Mapping[tuple[str, str], Any],
     out: dict[tuple[str, str], list[dict[str, Tensor]]],
 ) -> None:
-    for i in range(0, xa.shape[0], bsz):
-        if xa.shape[0] - i < bsz and drop_last:
-            break
-        batch = Batch(xa[i : i + bsz], xb[i : i + bsz])
+    """Score every batch of B rows in a chunk: the full batches at once as [k, B, D] (batched
+    losses), a short last one on its own unless it is dropped. Appends [k] term tensors."""
+    full = xa.shape[0] // bsz * bsz
+    groups = [(xa[:full].reshape(-1, bsz, xa.shape[1]), xb[:full].reshape(-1, bsz, xb.shape[1]))] if full else []
+    if full < xa.shape[0] and not drop_last:
+        groups.append((xa[full:].unsqueeze(0), xb[full:].unsqueeze(0)))
+    for ga, gb in groups:
+        batch = Batch(ga, gb)
         for (loss, fl), p in params.items():
-            out[(loss, fl)].append({k: v.detach() for k, v in LOSSES[loss].compute(batch, p).items()})
+            spec = LOSSES[loss]
+            if spec.batched:
+                terms = spec.compute(batch, p)
+            else:
+                each = [spec.compute(Batch(ga[i], gb[i]), p) for i in range(ga.shape[0])]
+                terms = {k: torch.stack([t[k] for t in each]) for k in each[0]}
+            out[(loss, fl)].append(terms)
 
 
 def _loss_results(
@@ -275,7 +286,7 @@ def _loss_results(
                 whole_terms: dict[str, float | None] = dict.fromkeys(spec.terms)
                 note = (
                     f"not computed: (2N)^2 * D = {(2 * n) ** 2 * d:.3g} multiply-adds exceeds the "
-                    f"exact-computation limit {s.contrastive_work_limit:.3g} (2^38); see per_batch"
+                    f"exact-computation limit {s.contrastive_work_limit:.3g}; see per_batch"
                 )
             else:
                 whole_terms = {k: finite_or_none(v) for k, v in spec.compute(whole, p).items()}
@@ -288,10 +299,10 @@ def _loss_results(
             else:
                 rows = batch_terms[(loss, fl)]
                 values = {
-                    k: torch.stack([r[k] for r in rows]).double().cpu().numpy() if rows else np.array([])
+                    k: torch.cat([r[k] for r in rows]).double().cpu().numpy() if rows else np.array([])
                     for k in spec.terms
                 }
-                n_batches = len(rows)
+                n_batches = len(next(iter(values.values())))
             per_batch = {k: Summary.of(v) for k, v in values.items()}
             if n_batches and any(summary.mean is None for summary in per_batch.values()) and note is None:
                 notes.append("undefined (NaN or Inf) in at least one batch: per_batch summary is null")

@@ -35,6 +35,8 @@ class PairMoments:
 
     `m_aa = sum_i (a_i - mean_a)(a_i - mean_a)^T` (likewise `m_bb`, and `m_ab` across views), all
     float64 [D, D]. `cov_a = m_aa / (N - 1)`; the uncentred Gram is `m_aa + N mean_a mean_a^T`.
+    `sq_diff = sum_i ||a_i - b_i||^2` (float64 scalar), kept apart because
+    tr(m_aa) + tr(m_bb) - 2 tr(m_ab) cancels when the views are nearly equal.
     """
 
     n: int
@@ -43,12 +45,14 @@ class PairMoments:
     m_aa: Tensor
     m_bb: Tensor
     m_ab: Tensor
+    sq_diff: Tensor
 
     @classmethod
     def empty(cls, d: int, device: torch.device | str = "cpu") -> PairMoments:
         z = torch.zeros(d, dtype=F64, device=device)
         zz = torch.zeros(d, d, dtype=F64, device=device)
-        return cls(0, z, z.clone(), zz, zz.clone(), zz.clone())
+        zero = torch.zeros((), dtype=F64, device=device)
+        return cls(0, z, z.clone(), zz, zz.clone(), zz.clone(), zero)
 
     @classmethod
     def of(cls, xa: Tensor, xb: Tensor) -> PairMoments:
@@ -59,7 +63,7 @@ class PairMoments:
         m_aa = (ca.T @ ca).to(F64) - n * torch.outer(res_a, res_a)
         m_bb = (cb.T @ cb).to(F64) - n * torch.outer(res_b, res_b)
         m_ab = (ca.T @ cb).to(F64) - n * torch.outer(res_a, res_b)
-        return cls(n, mean_a, mean_b, m_aa, m_bb, m_ab)
+        return cls(n, mean_a, mean_b, m_aa, m_bb, m_ab, (xa - xb).pow(2).sum(dtype=F64))
 
     def merge(self, other: PairMoments) -> PairMoments:
         """The moments of both parts together (Chan et al.'s pairwise update)."""
@@ -78,6 +82,7 @@ class PairMoments:
             self.m_aa + other.m_aa + w * torch.outer(da, da),
             self.m_bb + other.m_bb + w * torch.outer(db, db),
             self.m_ab + other.m_ab + w * torch.outer(da, db),
+            self.sq_diff + other.sq_diff,
         )
 
 

@@ -69,18 +69,18 @@ def barlow_terms_of(stats: PairStats, p: BarlowParams) -> dict[str, Tensor]:
             inverse_column_scale(stats, "b", p.norm, p.eps),
         )
     n = stats.n
-    on_diagonal = (1 - diag / n).pow(2).sum()
+    on_diagonal = (1 - diag / n).pow(2).sum(-1)
     off_diagonal = off / n**2
     total = p.scale * (on_diagonal + p.lambda_ * off_diagonal) + p.margin
     return {"on_diagonal": on_diagonal, "off_diagonal": off_diagonal, "total": total}
 
 
 def barlow_terms(za: Tensor, zb: Tensor, params: BarlowParams | None = None) -> dict[str, Tensor]:
-    """Barlow Twins terms of a batch za, zb: [N, D] (differentiable).
+    """Barlow Twins terms of a batch za, zb: [N, D] (differentiable); [..., N, D]: one per batch.
 
     >>> import torch
-    >>> z = torch.eye(2, dtype=torch.float64).repeat(4, 1)   # c = [[1, -1], [-1, 1]] (~ eps)
-    >>> round(barlow_terms(z, z)["off_diagonal"].item(), 4)
+    >>> z = torch.eye(2, dtype=torch.float64).repeat(4, 1)   # c = [[1, -1], [-1, 1]] up to eps
+    >>> round(barlow_terms(z, z)["off_diagonal"].item(), 3)     # 2 (0.25 / (0.25 + 1e-5))^2
     2.0
     """
     return barlow_terms_of(Batch(za, zb), params or BarlowParams())

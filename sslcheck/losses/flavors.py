@@ -16,6 +16,11 @@ from torch import Tensor
 
 from sslcheck.errors import UsageError
 from sslcheck.losses import barlow_loss as barlow
+from sslcheck.losses import cosine_loss as cosine
+from sslcheck.losses import dcl_loss as dcl
+from sslcheck.losses import hypersphere_loss as hypersphere
+from sslcheck.losses import infonce_loss as infonce
+from sslcheck.losses import mmcr_loss as mmcr
 from sslcheck.losses import nt_xent_loss as nt_xent
 from sslcheck.losses import vicreg_loss as vicreg
 from sslcheck.losses.pair import PairStats
@@ -28,7 +33,8 @@ class LossSpec:
     """A loss: its JSON key, terms, term function, per-flavor presets and their sources.
 
     `from_rows` losses need the rows themselves (contrastive); the others need only second
-    moments, so their whole-set value comes exactly from the merged statistics.
+    moments, so their whole-set value comes exactly from the merged statistics. `batched`
+    losses accept stats with leading batch dimensions ([..., B, D] rows: one value per batch).
     """
 
     name: str
@@ -37,6 +43,7 @@ class LossSpec:
     presets: Mapping[str, Any]
     sources: Mapping[str, str]
     from_rows: bool = False
+    batched: bool = False
     warnings: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @staticmethod
@@ -46,6 +53,11 @@ class LossSpec:
         return weights() if weights else {}
 
 
+def _borrowed(own: Mapping[str, str], defaults: str, borrowed: str = "its defaults") -> dict[str, str]:
+    """Sources of a relative loss: each flavor's own implementation, else the defining library's defaults."""
+    return {fl: own.get(fl, f"{defaults}, {borrowed} (no {fl}-flavor implementation)") for fl in FLAVORS}
+
+
 V, B, X = vicreg.VICRegParams, barlow.BarlowParams, nt_xent.NTXentParams
 
 LOSSES: dict[str, LossSpec] = {
@@ -53,6 +65,7 @@ LOSSES: dict[str, LossSpec] = {
         "vicreg",
         vicreg.TERMS,
         vicreg.vicreg_terms_of,
+        batched=True,
         presets={
             "paper": V(),
             "lightly": V(),
@@ -74,6 +87,7 @@ LOSSES: dict[str, LossSpec] = {
         "barlow",
         barlow.TERMS,
         barlow.barlow_terms_of,
+        batched=True,
         presets={
             "paper": B(),
             "lightly": B(lambda_=5e-3),
@@ -99,6 +113,7 @@ LOSSES: dict[str, LossSpec] = {
         "nt_xent",
         nt_xent.TERMS,
         nt_xent.nt_xent_terms_of,
+        batched=True,
         presets={
             "paper": X(),
             "lightly": X(tau=0.5, reduction="mean", normalize="torch"),
@@ -115,6 +130,106 @@ LOSSES: dict[str, LossSpec] = {
             "tf-similarity": "tensorflow_similarity SimCLRLoss (mean of its per-example vector)",
             "edifice": "edifice (Elixir Nx/Axon) NT-Xent loss",
         },
+        from_rows=True,
+    ),
+    "infonce": LossSpec(
+        "infonce",
+        infonce.TERMS,
+        infonce.infonce_terms_of,
+        presets=dict.fromkeys(FLAVORS, infonce.InfoNCEParams()),
+        sources=_borrowed(
+            {
+                "solo-learn": "solo-learn solo.losses.mocov3_loss_func (main branch; not in the 1.0.2 wheel)",
+                "paper": "solo-learn solo.losses.mocov3_loss_func defaults; facebookresearch/moco-v3 has the "
+                "same 2 tau form with --moco-t 1.0 by default (set infonce.tau=1)",
+            },
+            "solo-learn solo.losses.mocov3_loss_func",
+        ),
+        from_rows=True,
+    ),
+    "dcl": LossSpec(
+        "dcl",
+        dcl.TERMS,
+        dcl.dcl_terms_of,
+        presets=dict.fromkeys(FLAVORS, dcl.DCLParams()),
+        sources=_borrowed({"lightly": "lightly 1.6 lightly.loss.DCLLoss"}, "lightly 1.6 lightly.loss.DCLLoss"),
+        from_rows=True,
+    ),
+    "dclw": LossSpec(
+        "dclw",
+        dcl.TERMS,
+        dcl.dcl_terms_of,
+        presets=dict.fromkeys(FLAVORS, dcl.DCLWParams()),
+        sources=_borrowed({"lightly": "lightly 1.6 lightly.loss.DCLWLoss"}, "lightly 1.6 lightly.loss.DCLWLoss"),
+        from_rows=True,
+    ),
+    # negative_cosine and byol are means of per-row cosines: from_rows, since the merged moments do not hold them
+    "negative_cosine": LossSpec(
+        "negative_cosine",
+        cosine.TERMS,
+        cosine.negative_cosine_terms_of,
+        presets=dict.fromkeys(FLAVORS, cosine.NegativeCosineParams()),
+        sources=_borrowed(
+            {
+                "paper": "facebookresearch/simsiam (-cosine of one predictor/target pair)",
+                "lightly": "lightly 1.6 lightly.loss.NegativeCosineSimilarity",
+                "solo-learn": "solo-learn 1.0.2 solo.losses.simsiam_loss_func",
+                "quadra": "quadra 2.9 quadra.losses.ssl.simsiam_loss (one of its two averaged pairs)",
+                "tf-similarity": "lightly 1.6 lightly.loss.NegativeCosineSimilarity (TF Similarity's SimSiamLoss, "
+                "0.5 x projection + margin, is not offered)",
+            },
+            "lightly 1.6 lightly.loss.NegativeCosineSimilarity",
+            "parameter-free, the same under every flavor",
+        ),
+        from_rows=True,
+    ),
+    "byol": LossSpec(
+        "byol",
+        cosine.TERMS,
+        cosine.byol_terms_of,
+        presets=dict.fromkeys(FLAVORS, cosine.BYOLParams()),
+        sources=_borrowed(
+            {
+                "paper": "BYOL paper Eq. 2 (google-deepmind/byol regression loss ||n(p) - n(z)||^2 = 2 - 2 cos)",
+                "solo-learn": "solo-learn 1.0.2 solo.losses.byol_loss_func",
+                "quadra": "quadra 2.9 quadra.losses.ssl.byol_regression_loss",
+                "lightly": "2 - 2 cos as BYOL's paper (lightly's BYOL trains with NegativeCosineSimilarity: "
+                "see negative_cosine)",
+            },
+            "BYOL regression loss 2 - 2 cos (paper, solo-learn, quadra)",
+            "parameter-free, the same under every flavor",
+        ),
+        from_rows=True,
+    ),
+    "hypersphere": LossSpec(
+        "hypersphere",
+        hypersphere.TERMS,
+        hypersphere.hypersphere_terms_of,
+        presets={
+            **dict.fromkeys(FLAVORS, hypersphere.HypersphereParams()),
+            "quadra": hypersphere.HypersphereParams(t=2.0),
+        },
+        sources=_borrowed(
+            {
+                "lightly": "lightly 1.6 lightly.loss.HypersphereLoss",
+                "paper": "lightly 1.6 lightly.loss.HypersphereLoss defaults, t = 1 (the authors' "
+                "SsnL/align_uniform code uses t = 2: set hypersphere.t=2)",
+                "quadra": "quadra 2.9 quadra.losses.ssl.hyperspherical (align_loss + mean of two uniform_loss, "
+                "t = 2) on the L2-normalised embeddings of its hyperspherical models",
+            },
+            "lightly 1.6 lightly.loss.HypersphereLoss",
+        ),
+        from_rows=True,
+    ),
+    "mmcr": LossSpec(
+        "mmcr",
+        mmcr.TERMS,
+        mmcr.mmcr_terms_of,
+        presets=dict.fromkeys(FLAVORS, mmcr.MMCRParams()),
+        sources=_borrowed(
+            {"lightly": "lightly 1.6 lightly.loss.MMCRLoss with one view per side"},
+            "lightly 1.6 lightly.loss.MMCRLoss with one view per side",
+        ),
         from_rows=True,
     ),
 }

@@ -36,25 +36,31 @@ class NTXentParams:
 
 
 def nt_xent_terms_of(stats: PairStats, p: NTXentParams, block_elems: int = 1 << 24) -> dict[str, Tensor]:
-    """NT-Xent of the rows in `stats` (a batch, or a whole set whose rows were kept)."""
-    w = torch.cat([stats.normalized("a", p.normalize), stats.normalized("b", p.normalize)])
-    two_n = w.shape[0]
+    """NT-Xent of the rows in `stats` (a batch [..., B, D], or a whole set whose rows were kept).
+
+    Rows are processed in blocks so that no more than `block_elems` similarities exist at once.
+    """
+    w = torch.cat([stats.normalized("a", p.normalize), stats.normalized("b", p.normalize)], dim=-2)
+    two_n = w.shape[-2]
     n = two_n // 2
-    block = max(1, min(two_n, block_elems // two_n))
-    total = w.new_zeros(())
+    batches = max(1, w[..., 0, 0].numel())
+    block = max(1, min(two_n, block_elems // (two_n * batches)))
+    total = w.new_zeros(w.shape[:-2])
     for start in range(0, two_n, block):
-        rows = w[start : start + block]
-        idx = torch.arange(start, start + rows.shape[0], device=w.device)
-        logits = (rows @ w.T) / p.tau
-        self_mask = torch.zeros_like(logits, dtype=torch.bool)
-        self_mask[torch.arange(rows.shape[0], device=w.device), idx] = True
-        lse = torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1)
-        positive = logits.gather(1, ((idx + n) % two_n)[:, None]).squeeze(1)
-        total = total + (lse - positive).sum()
+        rows = w[..., start : start + block, :]
+        r = rows.shape[-2]
+        idx = torch.arange(start, start + r, device=w.device)
+        logits = (rows @ w.mT) / p.tau
+        self_mask = torch.zeros(r, two_n, dtype=torch.bool, device=w.device)
+        self_mask[torch.arange(r, device=w.device), idx] = True
+        lse = torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=-1)
+        partner = ((idx + n) % two_n).expand(logits.shape[:-1]).unsqueeze(-1)
+        positive = logits.gather(-1, partner).squeeze(-1)
+        total = total + (lse - positive).sum(-1)
     mean = total / two_n
     return {"total": mean if p.reduction == "mean" else 2 * mean}
 
 
 def nt_xent(za: Tensor, zb: Tensor, params: NTXentParams | None = None) -> Tensor:
-    """NT-Xent of a batch za, zb: [N, D] (differentiable), usable as a training loss."""
+    """NT-Xent of a batch za, zb: [N, D] (differentiable), usable as a training loss; [..., N, D]: one per batch."""
     return nt_xent_terms_of(Batch(za, zb), params or NTXentParams())["total"]

@@ -10,7 +10,8 @@ With x_c the centred view and M_xy = x_c^T y_c:
 - `cross(x, y, s, t)` diag and Off of diag(s) M_xy diag(t)
 
 For D > 4B/3 a batch uses B x B Grams (Off(X^T X) = ||X X^T||_F^2 - sum diag^2 and
-||X^T Y||_F^2 = <X X^T, Y Y^T>_F): O(B^2 D) instead of O(B D^2).
+||X^T Y||_F^2 = <X X^T, Y Y^T>_F): O(B^2 D) instead of O(B D^2). That difference cancels when
+the diagonal dominates (one column far larger than the rest); then the D x D product is used.
 """
 
 from __future__ import annotations
@@ -39,22 +40,32 @@ class PairStats(Protocol):
     def normalized(self, view: View, mode: RowNorm) -> Tensor: ...
 
 
+MATRIX = (-2, -1)
+
+
 def _off_sq(m: Tensor) -> Tensor:
-    """Sum of squared off-diagonal entries of a square matrix (masked, so nothing cancels)."""
-    eye = torch.eye(m.shape[0], dtype=torch.bool, device=m.device)
-    return m.masked_fill(eye, 0).pow(2).sum()
+    """Sum of squared off-diagonal entries of (each) square matrix [..., D, D], masked: no cancelling."""
+    eye = torch.eye(m.shape[-1], dtype=torch.bool, device=m.device)
+    return m.masked_fill(eye, 0).pow(2).sum(MATRIX)
+
+
+def _gram_off(frobenius_sq: Tensor, diag_sq: Tensor) -> Tensor | None:
+    """Off via the Gram identity, or None where the subtraction would lose more than ~3 bits
+    (one column dominating the others) in any batch."""
+    off = frobenius_sq - diag_sq
+    return off if bool((off * 8 >= diag_sq).all()) else None
 
 
 class Batch:
-    """The rows of one batch, za and zb: [B, D]; every quantity computed on first use and cached."""
+    """The rows of a batch, za and zb: [..., B, D]; every quantity computed on first use and cached."""
 
     def __init__(self, za: Tensor, zb: Tensor) -> None:
-        if za.ndim != 2 or za.shape != zb.shape:
-            raise ValueError(f"za and zb must both be [N, D]; got {tuple(za.shape)} and {tuple(zb.shape)}")
-        if za.shape[0] < 2:
+        if za.ndim < 2 or za.shape != zb.shape:
+            raise ValueError(f"za and zb must both be [..., N, D]; got {tuple(za.shape)} and {tuple(zb.shape)}")
+        if za.shape[-2] < 2:
             raise ValueError("a batch needs at least 2 rows (every variance divides by N - 1)")
         self.za, self.zb = za, zb
-        self.n, self.d = za.shape
+        self.n, self.d = za.shape[-2], za.shape[-1]
         self.use_gram = self.d * 3 > 4 * self.n
         self._normalized: dict[tuple[View, str], Tensor] = {}
 
@@ -63,7 +74,7 @@ class Batch:
 
     @cached_property
     def _centred(self) -> tuple[Tensor, Tensor]:
-        return self.za - self.za.mean(0), self.zb - self.zb.mean(0)
+        return self.za - self.za.mean(-2, keepdim=True), self.zb - self.zb.mean(-2, keepdim=True)
 
     def centred(self, view: View) -> Tensor:
         return self._centred[0] if view == "a" else self._centred[1]
@@ -71,10 +82,10 @@ class Batch:
     @cached_property
     def _col_sq(self) -> tuple[Tensor, Tensor]:
         ca, cb = self._centred
-        return (ca * ca).sum(0), (cb * cb).sum(0)
+        return (ca * ca).sum(-2), (cb * cb).sum(-2)
 
     def sq_diff_mean(self) -> Tensor:
-        return (self.za - self.zb).pow(2).mean()
+        return (self.za - self.zb).pow(2).mean(MATRIX)
 
     def col_var(self, view: View, ddof: int) -> Tensor:
         return self._col_sq[0 if view == "a" else 1] / (self.n - ddof)
@@ -83,15 +94,19 @@ class Batch:
         c = self.centred(view)
         if self.use_gram:
             diag = self._col_sq[0 if view == "a" else 1]
-            return (c @ c.T).pow(2).sum() - diag.pow(2).sum()
-        return _off_sq(c.T @ c)
+            off = _gram_off((c @ c.mT).pow(2).sum(MATRIX), diag.pow(2).sum(-1))
+            if off is not None:
+                return off
+        return _off_sq(c.mT @ c)
 
     def cross(self, x: View, y: View, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        xs, ys = self.centred(x) * s, self.centred(y) * t
-        diag = (xs * ys).sum(0)
+        xs, ys = self.centred(x) * s.unsqueeze(-2), self.centred(y) * t.unsqueeze(-2)
+        diag = (xs * ys).sum(-2)
         if self.use_gram:
-            return diag, ((xs @ xs.T) * (ys @ ys.T)).sum() - diag.pow(2).sum()
-        return diag, _off_sq(xs.T @ ys)
+            off = _gram_off(((xs @ xs.mT) * (ys @ ys.mT)).sum(MATRIX), diag.pow(2).sum(-1))
+            if off is not None:
+                return diag, off
+        return diag, _off_sq(xs.mT @ ys)
 
     def normalized(self, view: View, mode: RowNorm) -> Tensor:
         key = (view, mode)
@@ -116,9 +131,7 @@ class WholeSet:
         return self.m.m_aa if x == "a" else self.m.m_bb
 
     def sq_diff_mean(self) -> Tensor:
-        m = self.m
-        trace = m.m_aa.diagonal().sum() + m.m_bb.diagonal().sum() - 2 * m.m_ab.diagonal().sum()
-        return (trace + m.n * (m.mean_a - m.mean_b).pow(2).sum()) / (m.n * self.d)
+        return self.m.sq_diff / (self.n * self.d)
 
     def col_var(self, view: View, ddof: int) -> Tensor:
         return self._mat(view, view).diagonal() / (self.n - ddof)
@@ -127,7 +140,7 @@ class WholeSet:
         return _off_sq(self._mat(view, view))
 
     def cross(self, x: View, y: View, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        c = self._mat(x, y) * s[:, None] * t[None, :]
+        c = self._mat(x, y) * s.unsqueeze(-1) * t.unsqueeze(-2)
         return c.diagonal(), _off_sq(c)
 
     @property

@@ -46,7 +46,7 @@ def vicreg_terms_of(stats: PairStats, p: VICRegParams) -> dict[str, Tensor]:
 
     def hinge(view: View) -> Tensor:
         std = torch.sqrt(stats.col_var(view, p.var_ddof) + p.eps)
-        return torch.relu(p.gamma - std).mean()
+        return torch.relu(p.gamma - std).mean(-1)
 
     def cov(view: View) -> Tensor:
         return stats.cov_offdiag_sq(view) / (n - 1) ** 2 / d
@@ -59,7 +59,7 @@ def vicreg_terms_of(stats: PairStats, p: VICRegParams) -> dict[str, Tensor]:
 
 
 def vicreg_terms(za: Tensor, zb: Tensor, params: VICRegParams | None = None) -> dict[str, Tensor]:
-    """VICReg terms of a batch za, zb: [N, D] (differentiable).
+    """VICReg terms of a batch za, zb: [N, D] (differentiable); [..., N, D] gives one value per batch.
 
     >>> import torch
     >>> z = torch.ones(4, 3, dtype=torch.float64)      # complete collapse: 25 * 0.99

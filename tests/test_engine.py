@@ -1,0 +1,340 @@
+"""The one-pass engine end to end (evaluate_files on .npy files) against the numpy references."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sslcheck.engine import Settings, evaluate_files
+from sslcheck.errors import InputError, UsageError
+from sslcheck.losses.flavors import FLAVORS, LOSSES, params_dict, resolve_params
+from sslcheck.result import Result
+from tests.oracles import numpy_reference as ref
+
+RTOL = 1e-10
+ALL_LOSSES = ("vicreg", "barlow", "nt_xent")
+
+
+def make_views(n: int, d: int, seed: int, scale: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+    """Correlated views; column stds ~ `scale` < 1 so VICReg's hinge is active (no zero terms)."""
+    rng = np.random.default_rng(seed)
+    col = scale * np.exp(rng.uniform(-0.3, 0.3, d))
+    za = rng.standard_normal((n, d)) * col + rng.standard_normal(d)
+    zb = za + 0.5 * rng.standard_normal((n, d)) * col
+    return za, zb
+
+
+class Runner:
+    """Writes views to .npy files and evaluates them; every result must dump as strict JSON."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.count = 0
+
+    def files(self, za: np.ndarray, zb: np.ndarray) -> tuple[str, str]:
+        self.count += 1
+        pa, pb = self.tmp_path / f"za{self.count}.npy", self.tmp_path / f"zb{self.count}.npy"
+        np.save(pa, za)
+        np.save(pb, zb)
+        return str(pa), str(pb)
+
+    def __call__(self, za: np.ndarray, zb: np.ndarray, **settings: object) -> Result:
+        settings.setdefault("dtype", "float64")
+        result = evaluate_files(*self.files(za, zb), Settings(**settings))  # type: ignore[arg-type]
+        json.dumps(result.to_dict(), allow_nan=False)
+        return result
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Runner:
+    return Runner(tmp_path)
+
+
+def batches(n: int, bsz: int, drop_last: bool) -> list[slice]:
+    out = []
+    for start in range(0, n, bsz):
+        if n - start < bsz and drop_last:
+            break
+        out.append(slice(start, min(start + bsz, n)))
+    return out
+
+
+def assert_close(got: float | None, want: float, rtol: float = RTOL, what: object = "") -> None:
+    assert got is not None, what
+    assert got == pytest.approx(want, rel=rtol, abs=1e-14), what
+
+
+# --- whole set and per batch against the references ------------------------------------------
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+@pytest.mark.parametrize("n,d,bsz", [(50, 6, 8), (30, 24, 10)])
+def test_whole_set_and_per_batch_equal_the_references(run: Runner, flavor: str, n: int, d: int, bsz: int) -> None:
+    za, zb = make_views(n, d, n + d)
+    for drop_last in (True, False):
+        result = run(za, zb, flavor=flavor, batch_size=bsz, drop_last=drop_last, chunk_rows=2 * bsz)
+        slices = batches(n, bsz, drop_last)
+        assert len(slices) == (n // bsz if drop_last else math.ceil(n / bsz))
+        for loss in ALL_LOSSES:
+            lr = result.losses[loss]
+            p = resolve_params(loss, flavor)
+            assert lr.flavor == flavor and lr.params == params_dict(p)
+            want = ref.reference(loss, za, zb, p)
+            for term in LOSSES[loss].terms:
+                assert_close(lr.whole_set[term], want[term], what=(loss, term))
+            assert lr.n_batches == len(slices)
+            per = [ref.reference(loss, za[s], zb[s], p) for s in slices]
+            for term in LOSSES[loss].terms:
+                values = np.array([r[term] for r in per])
+                summary = lr.per_batch[term]
+                assert_close(summary.mean, values.mean(), what=(loss, term, "mean"))
+                assert summary.std == pytest.approx(values.std(), rel=1e-8, abs=1e-13), (loss, term)
+                assert_close(summary.min, values.min(), what=(loss, term, "min"))
+                assert_close(summary.max, values.max(), what=(loss, term, "max"))
+                np.testing.assert_allclose(lr.per_batch_values[term], values, rtol=RTOL, atol=1e-14)
+
+
+@pytest.mark.parametrize("batch_size", [None, 40, 1000])
+def test_one_batch_of_all_rows_is_the_whole_set(run: Runner, batch_size: int | None) -> None:
+    za, zb = make_views(40, 5, 1)
+    result = run(za, zb, batch_size=batch_size, chunk_rows=7)
+    assert result.settings["batch_size"] == 40
+    for loss in ALL_LOSSES:
+        lr = result.losses[loss]
+        assert lr.n_batches == 1
+        want = ref.reference(loss, za, zb, resolve_params(loss, "paper"))
+        for term in LOSSES[loss].terms:
+            s = lr.per_batch[term]
+            assert_close(lr.whole_set[term], want[term], what=(loss, term))
+            assert s.mean == s.min == s.max == lr.whole_set[term]
+            assert s.std == 0.0
+
+
+def test_whole_set_differs_from_per_batch_mean(run: Runner) -> None:
+    """A sanity check that the two are not the same number (Barlow's off-diagonal noise floor)."""
+    za, zb = make_views(64, 12, 2)
+    lr = run(za, zb, batch_size=8).losses["barlow"]
+    assert lr.per_batch["off_diagonal"].mean > 2 * lr.whole_set["off_diagonal"]
+
+
+# --- invariances --------------------------------------------------------------------------------
+
+
+def all_values(result: Result) -> dict[tuple[str, str, str, str], float | None]:
+    """Every whole-set value and per-batch summary, keyed by (loss, flavor, where, term)."""
+    out: dict[tuple[str, str, str, str], float | None] = {}
+    for loss, top in result.losses.items():
+        for fl, lr in (top.by_flavor or {top.flavor: top}).items():
+            for term in LOSSES[loss].terms:
+                out[(loss, fl, "whole", term)] = lr.whole_set[term]
+                s = lr.per_batch[term]
+                for stat in ("mean", "std", "min", "max"):
+                    out[(loss, fl, stat, term)] = getattr(s, stat)
+    return out
+
+
+def assert_same(a: Result, b: Result, rtol: float, keys: object = None) -> None:
+    va, vb = all_values(a), all_values(b)
+    assert va.keys() == vb.keys()
+    for k in va if keys is None else keys:  # type: ignore[union-attr]
+        if va[k] is None or vb[k] is None:
+            assert va[k] is vb[k] is None, k
+        else:
+            assert vb[k] == pytest.approx(va[k], rel=rtol, abs=1e-13), k
+
+
+@pytest.mark.parametrize("batch_size", [None, 6])
+def test_chunk_rows_changes_nothing(run: Runner, batch_size: int | None) -> None:
+    za, zb = make_views(45, 7, 3)
+    base = run(za, zb, batch_size=batch_size, chunk_rows=100_000, flavor="all")
+    for chunk_rows in (1, 5, 13):
+        assert_same(base, run(za, zb, batch_size=batch_size, chunk_rows=chunk_rows, flavor="all"), 1e-12)
+
+
+def test_row_permutation_leaves_the_whole_set_unchanged(run: Runner) -> None:
+    za, zb = make_views(48, 6, 4)
+    perm = np.random.default_rng(0).permutation(48)
+    a = run(za, zb, batch_size=None, chunk_rows=10, flavor="all")
+    b = run(za[perm], zb[perm], batch_size=None, chunk_rows=10, flavor="all")
+    assert_same(a, b, 1e-12, keys=[k for k in all_values(a) if k[2] == "whole"])
+
+
+def test_swapping_views(run: Runner) -> None:
+    """VICReg (every term), Barlow with a proper standardisation (c -> c^T) and NT-Xent (rows
+    relabelled) are symmetric in the views; quadra's Barlow bug reads only zb, so it is not."""
+    za, zb = make_views(40, 6, 5)
+    a = run(za, zb, batch_size=8, flavor="all")
+    b = run(zb, za, batch_size=8, flavor="all")
+    va, vb = all_values(a), all_values(b)
+    symmetric = [k for k in va if not (k[0] == "barlow" and k[1] == "quadra")]
+    assert_same(a, b, 1e-10, keys=symmetric)
+    quadra = [k for k in va if k[0] == "barlow" and k[1] == "quadra" and k[2] in ("whole", "mean")]
+    assert all(abs(va[k] - vb[k]) > 1e-6 * abs(va[k]) for k in quadra)  # type: ignore[operator]
+
+
+def test_a_column_offset_leaves_centred_terms_unchanged(run: Runner) -> None:
+    za, zb = make_views(40, 6, 6)
+    offset = 1e4 * (1 + np.arange(6) / 6)
+    a = run(za, zb, batch_size=8, flavor="all", chunk_rows=16)
+    b = run(za + offset, zb + offset, batch_size=8, flavor="all", chunk_rows=16)
+    va, vb = all_values(a), all_values(b)
+    centred = [k for k in va if k[0] == "barlow" or (k[0] == "vicreg" and k[3] in ("variance", "covariance"))]
+    assert_same(a, b, 1e-9, keys=[k for k in centred if k[2] != "std"])
+    for k in centred:
+        if k[2] == "std":  # the spread of per-batch values, measured against their mean
+            assert abs(vb[k] - va[k]) < 1e-9 * abs(va[(k[0], k[1], "mean", k[3])])  # type: ignore[operator]
+
+
+def test_float32_per_batch_with_a_dominant_column(run: Runner) -> None:
+    """float32 batches on the Gram route (D > 4B/3) with one column 1000 x the others: VICReg's
+    covariance stays at float32 accuracy (the Gram identity alone would be ~1e-2 off)."""
+    za, zb = make_views(64, 32, 14)
+    za[:, 0] *= 1e3
+    zb[:, 0] *= 1e3
+    lr = run(za.astype(np.float32), zb.astype(np.float32), batch_size=16, dtype="float32").losses["vicreg"]
+    a32, b32 = za.astype(np.float32).astype(np.float64), zb.astype(np.float32).astype(np.float64)
+    want = [ref.vicreg(a32[s], b32[s])["covariance"] for s in batches(64, 16, True)]
+    np.testing.assert_allclose(lr.per_batch_values["covariance"], want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("noise", [1e-2, 1e-3])
+def test_float32_whole_set_invariance_of_nearly_identical_views(run: Runner, noise: float) -> None:
+    """zb = za + tiny noise (e.g. the same inputs embedded twice): the whole-set invariance must not
+    come from tr(M_aa) + tr(M_bb) - 2 tr(M_ab), which cancels to ~1e-7 / (noise^2) in float32."""
+    rng = np.random.default_rng(15)
+    za = (rng.standard_normal((512, 16)) + 3.0).astype(np.float32)
+    zb = (za + noise * rng.standard_normal(za.shape)).astype(np.float32)
+    lr = run(za, zb, batch_size=128, dtype="float32", chunk_rows=128).losses["vicreg"]
+    want = ((za.astype(np.float64) - zb) ** 2).mean()
+    assert lr.whole_set["invariance"] == pytest.approx(want, rel=1e-5)
+    assert lr.per_batch["invariance"].mean == pytest.approx(want, rel=1e-5)
+
+
+# --- whole-set contrastive work limit -----------------------------------------------------
+
+
+def test_nt_xent_whole_set_skipped_above_the_work_limit(run: Runner) -> None:
+    za, zb = make_views(40, 8, 7)
+    result = run(za, zb, batch_size=8, contrastive_work_limit=(2 * 40) ** 2 * 8 - 1)
+    lr = result.losses["nt_xent"]
+    assert lr.whole_set == {"total": None}
+    assert lr.whole_set_note and "not computed" in lr.whole_set_note
+    assert lr.n_batches == 5 and lr.per_batch["total"].mean is not None
+    assert "whole_set_note" in result.to_dict()["losses"]["nt_xent"]
+    assert result.losses["vicreg"].whole_set["total"] is not None  # moment losses are unaffected
+
+    exact = run(za, zb, batch_size=8, contrastive_work_limit=(2 * 40) ** 2 * 8)
+    want = ref.nt_xent(za, zb, tau=0.1, reduction="sum_directions", normalize="tf")["total"]
+    assert_close(exact.losses["nt_xent"].whole_set["total"], want)
+    assert exact.losses["nt_xent"].whole_set_note is None
+
+    one = run(za, zb, batch_size=None, contrastive_work_limit=100).losses["nt_xent"]
+    assert one.whole_set == {"total": None} and one.n_batches == 0
+    assert one.per_batch["total"].mean is None
+
+
+def test_work_limit_note_names_the_configured_limit(run: Runner) -> None:
+    za, zb = make_views(40, 8, 7)
+    note = run(za, zb, batch_size=8, contrastive_work_limit=1000).losses["nt_xent"].whole_set_note
+    assert note is not None and "2^38" not in note
+
+
+# --- flavors ------------------------------------------------------------------------------
+
+
+def test_flavor_all_fills_by_flavor(run: Runner) -> None:
+    za, zb = make_views(36, 6, 8)
+    result = run(za, zb, batch_size=12, flavor="all")
+    out = result.to_dict()
+    assert "barlow/quadra" in " ".join(result.warnings)
+    for loss in ALL_LOSSES:
+        top = result.losses[loss]
+        assert top.flavor == "paper"
+        assert set(top.by_flavor) == set(FLAVORS)
+        assert set(out["losses"][loss]["by_flavor"]) == set(FLAVORS)
+        for fl, lr in top.by_flavor.items():
+            p = resolve_params(loss, fl)
+            assert lr.flavor == fl and lr.params == params_dict(p)
+            assert out["losses"][loss]["by_flavor"][fl]["params"] == params_dict(p)
+            want = ref.reference(loss, za, zb, p)
+            for term in LOSSES[loss].terms:
+                assert_close(lr.whole_set[term], want[term], what=(loss, fl, term))
+                assert out["losses"][loss]["by_flavor"][fl]["whole_set"][term] == lr.whole_set[term]
+    # the presets really differ where the flavor table says they do
+    vic = result.losses["vicreg"].by_flavor
+    assert vic["solo-learn"].whole_set["variance"] == pytest.approx(2 * vic["paper"].whole_set["variance"])
+
+
+def test_overrides_reach_every_value(run: Runner) -> None:
+    za, zb = make_views(30, 5, 9)
+    overrides = {"vicreg": {"mu": "50"}, "nt_xent": {"tau": "0.3", "reduction": "mean"}}
+    result = run(za, zb, batch_size=10, overrides=overrides)
+    assert result.losses["vicreg"].params["mu"] == 50.0
+    assert result.settings["overrides"] == overrides
+    assert_close(result.losses["vicreg"].whole_set["total"], ref.vicreg(za, zb, mu=50.0)["total"])
+    assert_close(result.losses["nt_xent"].whole_set["total"],
+                 ref.nt_xent(za, zb, tau=0.3, reduction="mean", normalize="tf")["total"])
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def test_nan_and_inf_are_input_errors(run: Runner) -> None:
+    za, zb = make_views(30, 4, 10)
+    bad = za.copy()
+    bad[7, 1] = np.nan
+    bad[19, 0] = np.inf
+    bad[19, 3] = -np.inf
+    pa, pb = run.files(bad, zb)
+    with pytest.raises(InputError) as err:
+        evaluate_files(pa, pb, Settings(dtype="float64", batch_size=4, chunk_rows=8))
+    msg = str(err.value)
+    assert pa in msg and "3 NaN/Inf values" in msg and "row 7" in msg
+
+    one = zb.copy()
+    one[25, 2] = np.nan
+    pa, pb = run.files(za, one)
+    with pytest.raises(InputError, match=r"1 NaN/Inf value; the first in row 25") as err:
+        evaluate_files(pa, pb, Settings(dtype="float64", batch_size=None))
+    assert pb in str(err.value)
+
+
+def test_keep_last_with_a_one_row_last_batch(run: Runner) -> None:
+    za, zb = make_views(17, 4, 11)
+    with pytest.raises(InputError, match="1 row"):
+        run(za, zb, batch_size=8, drop_last=False)
+    assert run(za, zb, batch_size=8, drop_last=True).losses["vicreg"].n_batches == 2
+
+
+@pytest.mark.parametrize("batch_size", [1, 0])
+def test_batch_size_below_two(run: Runner, batch_size: int) -> None:
+    za, zb = make_views(10, 3, 12)
+    with pytest.raises(UsageError):
+        run(za, zb, batch_size=batch_size)
+
+
+# --- strict JSON where a value is undefined ---------------------------------------------------
+
+
+def test_constant_column_under_quadra_is_null_with_a_note(run: Runner) -> None:
+    za, zb = make_views(24, 5, 13)
+    zb[:, 2] = 3.0  # quadra standardises zb with no eps: 0 / 0 in that column
+    for batch_size in (None, 8):
+        result = run(za, zb, batch_size=batch_size, flavor="all")
+        quadra = result.losses["barlow"].by_flavor["quadra"]
+        assert all(v is None for v in quadra.whole_set.values())
+        assert any("undefined" in note for note in quadra.notes)
+        assert all(s.mean is None for s in quadra.per_batch.values())
+        out = result.to_dict()
+        json.dumps(out, allow_nan=False)
+        assert out["losses"]["barlow"]["by_flavor"]["quadra"]["whole_set"]["total"] is None
+        # every other flavor is finite: TF Similarity maps the constant column to 0
+        tf = result.losses["barlow"].by_flavor["tf-similarity"]
+        want = ref.barlow(za, zb, **dict(zip(("lambda_", "scale", "margin", "norm", "eps"),
+                                             (5e-3, 1.0, 1e-12, "tf", 0.0), strict=True)))
+        assert_close(tf.whole_set["total"], want["total"])
+        assert result.losses["vicreg"].whole_set["total"] is not None
