@@ -62,10 +62,12 @@ class Gate:
     op: str
     threshold: float | str
     level: Literal["FAIL", "WARN"] = "FAIL"
+    text: str = ""
 
     @property
     def name(self) -> str:
-        return f"{self.path} {self.op} {self.threshold}"
+        """The gate as the user wrote it (normalised spacing)."""
+        return f"{self.path} {self.op} {self.text or self.threshold}"
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ def parse_gate(text: str, level: Literal["FAIL", "WARN"] = "FAIL") -> Gate:
         if path != "verdict.status" or op not in ("==", "!="):
             raise UsageError(f"{option} {text!r}: the threshold {raw!r} is not a number") from None
         threshold = raw.strip("\"'")
-    return Gate(path, op, threshold, level)
+    return Gate(path, op, threshold, level, raw)
 
 
 def parse_relative(text: str, direction: Literal["drop", "rise"]) -> RelativeGate:

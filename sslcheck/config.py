@@ -93,6 +93,7 @@ def load_config(path: str | None = None) -> Config:
         return Config()
     cfg_path, table = found
     values: dict[str, Any] = {}
+    value: Any
     for key, value in table.items():
         if key not in KEYS:
             raise UsageError(f"{cfg_path}: unknown config key {key!r}{closest(key, list(KEYS))}")
@@ -100,7 +101,7 @@ def load_config(path: str | None = None) -> Config:
             kinds = " or ".join(t.__name__ for t in KEYS[key])
             raise UsageError(f"{cfg_path}: config key {key!r} must be a {kinds}, not {type(value).__name__}")
         if key in PATH_KEYS:
-            value = str(cfg_path.parent / value) if not Path(value).is_absolute() else value
+            value = str(cfg_path.parent / str(value)) if not Path(str(value)).is_absolute() else str(value)
         values[key] = value
     return Config(cfg_path, values)
 

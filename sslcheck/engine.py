@@ -146,6 +146,9 @@ def evaluate(
     s = settings or Settings()
     if s.threads:
         torch.set_num_threads(s.threads)
+    from sslcheck.diagnostics import diagnose, resolve_thresholds
+
+    resolve_thresholds(s.thresholds)  # a misspelt threshold fails before the pass, not after
     device = resolve_device(s.device)
     dtype = torch.float64 if s.dtype == "float64" else torch.float32
     n, d = za.n, za.d
@@ -201,8 +204,6 @@ def evaluate(
         if contrastive_whole
         else (keeper.a, keeper.b)
     )
-
-    from sslcheck.diagnostics import diagnose
 
     diagnostics, verdict, arrays = diagnose(
         moments=moments,

@@ -50,8 +50,9 @@ def test_user_gates_pass_fail_warn_and_strict(runner):
 
 
 def test_absent_by_design_is_skip_and_null_is_error(runner, tmp_path):
-    res = run_check(runner, [*sample("healthy"), "--gate", "diagnostics.pair.knn_top1 >= 0.5", "--json",
-                             str(tmp_path / "s.json")])
+    res = run_check(
+        runner, [*sample("healthy"), "--gate", "diagnostics.pair.knn_top1 >= 0.5", "--json", str(tmp_path / "s.json")]
+    )
     assert res.exit_code == 0
     checks = json.loads((tmp_path / "s.json").read_text())["checks"]
     assert [c["status"] for c in checks if "knn_top1" in c["name"]] == ["SKIP"]
@@ -59,8 +60,17 @@ def test_absent_by_design_is_skip_and_null_is_error(runner, tmp_path):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "a.npy", np.ones((300, 8), np.float32))
     np.save(tmp_path / "b.npy", rng.standard_normal((300, 8)).astype(np.float32))
-    res = run_check(runner, [str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--gate",
-                             "diagnostics.za.stable_rank >= 1", "--json", str(tmp_path / "c.json")])
+    res = run_check(
+        runner,
+        [
+            str(tmp_path / "a.npy"),
+            str(tmp_path / "b.npy"),
+            "--gate",
+            "diagnostics.za.stable_rank >= 1",
+            "--json",
+            str(tmp_path / "c.json"),
+        ],
+    )
     assert res.exit_code == 1
     checks = json.loads((tmp_path / "c.json").read_text())["checks"]
     assert [c["status"] for c in checks if "stable_rank" in c["name"]] == ["ERROR"]
@@ -101,13 +111,32 @@ def test_summary_md_file(runner, tmp_path):
 def test_baseline_same_data_passes_and_collapse_fails(runner, tmp_path):
     base = tmp_path / "base.json"
     assert run_check(runner, [*sample("healthy"), "--json", str(base)]).exit_code == 0
-    same = run_check(runner, [*sample("healthy"), "--baseline", str(base),
-                              "--max-drop", "diagnostics.za.effective_rank=5%",
-                              "--max-rise", "losses.vicreg.whole_set.total=10%"])
+    same = run_check(
+        runner,
+        [
+            *sample("healthy"),
+            "--baseline",
+            str(base),
+            "--max-drop",
+            "diagnostics.za.effective_rank=5%",
+            "--max-rise",
+            "losses.vicreg.whole_set.total=10%",
+        ],
+    )
     assert same.exit_code == 0
     out = tmp_path / "after.json"
-    bad = run_check(runner, [*sample("dimensional"), "--baseline", str(base), "--json", str(out),
-                             "--max-drop", "diagnostics.za.effective_rank=20%"])
+    bad = run_check(
+        runner,
+        [
+            *sample("dimensional"),
+            "--baseline",
+            str(base),
+            "--json",
+            str(out),
+            "--max-drop",
+            "diagnostics.za.effective_rank=20%",
+        ],
+    )
     assert bad.exit_code == 1
     before = json.loads(base.read_text())["diagnostics"]["za"]["effective_rank"]
     after = json.loads(out.read_text())["diagnostics"]["za"]["effective_rank"]
@@ -138,12 +167,13 @@ def test_malformed_gates_are_usage_errors(runner, args, message):
 def test_config_precedence(runner, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "s.json"
-    (tmp_path / "pyproject.toml").write_text('[tool.sslcheck]\nflavor = "lightly"\nbatch_size = 128\n'
-                                             'gates = ["inputs.n >= 2"]\n')
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.sslcheck]\nflavor = "lightly"\nbatch_size = 128\ngates = ["inputs.n >= 2"]\n'
+    )
     assert run_check(runner, [*sample("healthy"), "--json", str(out)]).exit_code == 0
     data = json.loads(out.read_text())
     assert data["settings"]["flavor"] == "lightly" and data["settings"]["batch_size"] == 128
-    assert any(c["name"] == "inputs.n >= 2.0" for c in data["checks"])
+    assert any(c["name"] == "inputs.n >= 2" for c in data["checks"])
     # a flag beats the config
     assert run_check(runner, [*sample("healthy"), "--flavor", "solo-learn", "--json", str(out)]).exit_code == 0
     assert json.loads(out.read_text())["settings"]["flavor"] == "solo-learn"
@@ -164,7 +194,7 @@ def test_config_precedence(runner, tmp_path, monkeypatch):
         ('flavour = "lightly"\n', "unknown config key 'flavour' (did you mean 'flavor'?)"),
         ("batch_size = [1]\n", "must be a int or str"),
         ("flavor = \n", "not valid TOML"),
-        ('[thresholds]\ndimensional_rank_ratio = 0.1\n', "unknown threshold"),
+        ("[thresholds]\ndimensional_rank_ratio = 0.1\n", "unknown threshold"),
     ],
 )
 def test_config_errors(runner, tmp_path, monkeypatch, content, message):
@@ -179,6 +209,7 @@ def test_subprocess_exit_codes():
     cmd = [sys.executable, "-m", "sslcheck", "check", "-q"]
     assert subprocess.run([*cmd, *sample("healthy")], capture_output=True, check=False).returncode == 0
     assert subprocess.run([*cmd, *sample("complete")], capture_output=True, check=False).returncode == 1
-    bad = subprocess.run([*cmd, str(Path("nope.npy")), str(Path("nope2.npy"))], capture_output=True, text=True,
-                         check=False)
+    bad = subprocess.run(
+        [*cmd, str(Path("nope.npy")), str(Path("nope2.npy"))], capture_output=True, text=True, check=False
+    )
     assert bad.returncode == 2 and bad.stderr.startswith("Error: ")

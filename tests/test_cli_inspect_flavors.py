@@ -42,7 +42,10 @@ def test_inspect_counts_nan_and_inf_and_lists_container_keys(runner, tmp_path):
     x[2, 1], x[5, 0], x[7, 2] = np.nan, np.inf, -np.inf
     np.savez(tmp_path / "c.npz", first=x, second=np.ones((4, 2), np.float64))
     infos = inspect_json(runner, str(tmp_path / "c.npz"))
-    assert [(i["key"], i["shape"], i["nan"], i["inf"]) for i in infos] == [("first", [10, 3], 1, 2), ("second", [4, 2], 0, 0)]
+    assert [(i["key"], i["shape"], i["nan"], i["inf"]) for i in infos] == [
+        ("first", [10, 3], 1, 2),
+        ("second", [4, 2], 0, 0),
+    ]
     assert infos[0]["stats"] is None and "NaN/Inf" in infos[0]["notes"][0]
     only = inspect_json(runner, str(tmp_path / "c.npz"), "--key", "second")
     assert [i["key"] for i in only] == ["second"]
@@ -67,14 +70,28 @@ def test_flavors_json_matches_the_spec_tables(runner):
     data = json.loads(res.stdout)
     v, b, x = data["vicreg"], data["barlow"], data["nt_xent"]
     assert {f: e["params"]["var_views"] for f, e in v.items()} == {
-        "paper": "mean", "lightly": "mean", "solo-learn": "sum", "quadra": "sum", "tf-similarity": "mean", "edifice": "sum"}
+        "paper": "mean",
+        "lightly": "mean",
+        "solo-learn": "sum",
+        "quadra": "sum",
+        "tf-similarity": "mean",
+        "edifice": "sum",
+    }
     assert {f: e["params"]["var_ddof"] for f, e in v.items() if e["params"]["var_ddof"] == 0} == {
-        "tf-similarity": 0, "edifice": 0}
+        "tf-similarity": 0,
+        "edifice": 0,
+    }
     assert b["paper"]["params"]["lambda"] == 0.0051 and b["lightly"]["params"]["lambda"] == 5e-3
     assert b["solo-learn"]["params"]["scale"] == 0.024 and b["tf-similarity"]["params"]["margin"] == 1e-12
     assert b["quadra"]["params"]["quadra_bug"] is True and b["edifice"]["params"]["eps"] == 1e-4
     assert {f: e["params"]["tau"] for f, e in x.items()} == {
-        "paper": 0.1, "lightly": 0.5, "solo-learn": 0.1, "quadra": 1.0, "tf-similarity": 0.05, "edifice": 0.5}
+        "paper": 0.1,
+        "lightly": 0.5,
+        "solo-learn": 0.1,
+        "quadra": 1.0,
+        "tf-similarity": 0.05,
+        "edifice": 0.5,
+    }
     assert x["paper"]["params"]["reduction"] == "sum_directions" and x["edifice"]["params"]["normalize"] == "nx"
     assert all(e["source"] for loss in data.values() for e in loss.values())
 

@@ -19,13 +19,29 @@ from sslcheck.render.sections import fmt
 from tests.conftest import sample
 
 CONTRACT_PATHS = [
-    "schema_version", "sslcheck_version", "inputs.za.path", "inputs.za.shape", "inputs.za.dtype",
-    "inputs.zb.path", "inputs.zb.shape", "inputs.zb.dtype", "inputs.n", "inputs.d",
-    "settings.batch_size", "settings.drop_last", "settings.dtype", "settings.device", "settings.flavor",
-    "verdict.status", "verdict.reasons",
+    "schema_version",
+    "sslcheck_version",
+    "inputs.za.path",
+    "inputs.za.shape",
+    "inputs.za.dtype",
+    "inputs.zb.path",
+    "inputs.zb.shape",
+    "inputs.zb.dtype",
+    "inputs.n",
+    "inputs.d",
+    "settings.batch_size",
+    "settings.drop_last",
+    "settings.dtype",
+    "settings.device",
+    "settings.flavor",
+    "verdict.status",
+    "verdict.reasons",
 ]
-TERMS = {"vicreg": ["invariance", "variance", "covariance", "total"],
-         "barlow": ["on_diagonal", "off_diagonal", "total"], "nt_xent": ["total"]}
+TERMS = {
+    "vicreg": ["invariance", "variance", "covariance", "total"],
+    "barlow": ["on_diagonal", "off_diagonal", "total"],
+    "nt_xent": ["total"],
+}
 
 
 def get(data: dict, path: str):
@@ -94,7 +110,7 @@ def test_table_shows_every_term_of_the_json(runner, pair):
     for loss, terms in TERMS.items():
         for term in terms:
             assert fmt(data["losses"][loss]["whole_set"][term]) in res.stdout
-    assert "Verdict:" in res.stdout and f"N = 600, D = 24, B = 256" in res.stdout
+    assert "Verdict:" in res.stdout and "N = 600, D = 24, B = 256" in res.stdout
 
 
 def test_csv_round_trips_to_the_json(runner, pair):
