@@ -5,3 +5,4 @@ from sslcheck.cli import score
 from sslcheck.cli import check
 from sslcheck.cli import inspect_cmd
 from sslcheck.cli import flavors
+from sslcheck.cli import report

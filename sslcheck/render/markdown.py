@@ -15,9 +15,9 @@ def pipe_table(sec: Section) -> str:
 
 
 def to_markdown(data: dict[str, Any], title: str = "sslcheck score") -> str:
-    parts = [f"# {title}", "", f"**{verdict_text(data)}**", ""]
-    parts += [f"- {r}" for r in data["verdict"].get("reasons", [])]
-    parts += ["", header_line(data), ""]
+    reasons = [f"- {r}" for r in data["verdict"].get("reasons", [])]
+    parts = [f"# {title}", "", f"**{verdict_text(data)}**", "", *reasons, *([""] if reasons else [])]
+    parts += [header_line(data), ""]
     for sec in sections(data):
         parts += [f"## {sec.title}", "", pipe_table(sec), ""]
         parts += [f"- {n}" for n in sec.notes]
