@@ -1,0 +1,158 @@
+"""Every bad input of spec/cli.md through `sslcheck score`: exit 2, one `Error:` line, empty stdout."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sslcheck.cli import app
+
+GOOD = np.random.default_rng(0).standard_normal((40, 6)).astype(np.float32)
+
+
+class Boom:
+    """Unpickling this would create a file: the side effect must never happen."""
+
+    def __reduce__(self):
+        return (Path.touch, (Path("/tmp/sslcheck-pwned"),))
+
+
+def npy(tmp: Path, name: str, arr: np.ndarray) -> str:
+    np.save(tmp / name, arr, allow_pickle=True)
+    return str(tmp / name)
+
+
+def good(tmp: Path) -> str:
+    return npy(tmp, "good.npy", GOOD)
+
+
+def truncated(tmp: Path) -> str:
+    path = Path(npy(tmp, "t.npy", GOOD))
+    path.write_bytes(path.read_bytes()[:-10])
+    return str(path)
+
+
+def shards_mixed_d(tmp: Path) -> str:
+    (tmp / "sh").mkdir()
+    np.save(tmp / "sh" / "part-1.npy", GOOD)
+    np.save(tmp / "sh" / "part-2.npy", GOOD[:, :4])
+    return str(tmp / "sh")
+
+
+def pickle_pt(tmp: Path) -> str:
+    (tmp / "p.pt").write_bytes(pickle.dumps({"za": Boom()}))
+    return str(tmp / "p.pt")
+
+
+def zip_pickle_pt(tmp: Path) -> str:
+    torch.save({"za": torch.zeros(3, 2), "evil": Boom()}, tmp / "zp.pt")
+    return str(tmp / "zp.pt")
+
+
+def npz_object(tmp: Path) -> str:
+    np.savez(tmp / "o.npz", za=np.array([Boom(), 1], dtype=object))
+    return str(tmp / "o.npz")
+
+
+# (case, builder returning ZA (ZB is GOOD unless the case says otherwise), expected phrase)
+CASES: list[tuple[str, Callable[[Path], str], str]] = [
+    ("missing path", lambda t: str(t / "nope.npy"), "no such file"),
+    ("empty file", lambda t: (t / "e.npy").write_bytes(b"") and "" or str(t / "e.npy"), "empty"),
+    ("text named .npy", lambda t: (t / "x.npy").write_text("hello") and "" or str(t / "x.npy"), "not a valid .npy"),
+    ("truncated .npy", truncated, "truncated"),
+    ("1-D array", lambda t: npy(t, "a.npy", GOOD[0]), "2-D"),
+    ("3-D array", lambda t: npy(t, "a.npy", GOOD.reshape(40, 2, 3)), "2-D"),
+    ("0-size array", lambda t: npy(t, "a.npy", GOOD[:0]), "empty"),
+    ("integer array", lambda t: npy(t, "a.npy", np.ones((40, 6), np.int64)), "int64"),
+    ("bool array", lambda t: npy(t, "a.npy", np.ones((40, 6), bool)), "bool"),
+    ("complex array", lambda t: npy(t, "a.npy", GOOD.astype(np.complex64)), "complex64"),
+    ("object array / pickle in .npy", lambda t: npy(t, "a.npy", np.array([[Boom()]] * 40, dtype=object)), "pickle"),
+    ("pickle in .npz", npz_object, "pickle"),
+    ("pickle as .pt", pickle_pt, "pickled Python objects"),
+    ("pickle inside a zip .pt", zip_pickle_pt, "pickled Python objects"),
+    (
+        "NaN",
+        lambda t: npy(t, "a.npy", np.where(np.arange(240).reshape(40, 6) == 100, np.nan, GOOD)),
+        "1 NaN/Inf value; the first in row 16",
+    ),
+    ("Inf", lambda t: npy(t, "a.npy", np.where(np.arange(240).reshape(40, 6) == 7, np.inf, GOOD)), "row 1"),
+    ("N differs", lambda t: npy(t, "a.npy", GOOD[:30]), "differ in N"),
+    ("D differs", lambda t: npy(t, "a.npy", GOOD[:, :5]), "differ in D"),
+    ("unknown suffix", lambda t: (t / "a.csv").write_text("1,2") and "" or str(t / "a.csv"), "unknown file type"),
+    ("folder with no shards", lambda t: (t / "empty").mkdir() or str(t / "empty"), "no shards"),
+    ("shards of mixed D", shards_mixed_d, "part-2.npy"),
+    ("zip that is not an npz", lambda t: zipfile.ZipFile(t / "z.npz", "w").close() or str(t / "z.npz"), "npz"),
+    (
+        "random bytes as .safetensors",
+        lambda t: (t / "r.safetensors").write_bytes(b"\x01" * 64) and "" or str(t / "r.safetensors"),
+        "safetensors",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "build", "phrase"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_error_line(runner, tmp_path, case, build, phrase):
+    za = build(tmp_path)
+    res = runner.invoke(app, ["score", za, good(tmp_path)])
+    assert res.exit_code == 2, (case, res.stdout, res.stderr)
+    assert res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), res.stderr
+    assert phrase in lines[0], lines[0]
+    assert not Path("/tmp/sslcheck-pwned").exists()
+
+
+def test_container_without_key_lists_keys_and_missing_key(runner, tmp_path):
+    np.savez(tmp_path / "c.npz", first=GOOD, second=GOOD)
+    res = runner.invoke(app, ["score", str(tmp_path / "c.npz"), good(tmp_path)])
+    assert res.exit_code == 2 and "first, second" in res.stderr and "--key" in res.stderr
+    res = runner.invoke(app, ["score", str(tmp_path / "c.npz"), good(tmp_path), "--key-a", "third"])
+    assert res.exit_code == 2 and "no array named 'third'" in res.stderr and "first, second" in res.stderr
+
+
+def test_too_few_rows_or_dims(runner, tmp_path):
+    for arr, phrase in ((GOOD[:1], "N = 1"), (GOOD[:, :1], "D = 1")):
+        a, b = npy(tmp_path, "a.npy", arr), npy(tmp_path, "b.npy", arr)
+        res = runner.invoke(app, ["score", a, b])
+        assert res.exit_code == 2 and phrase in res.stderr
+
+
+def test_batch_of_one_row_with_keep_last(runner, tmp_path):
+    a, b = npy(tmp_path, "a.npy", GOOD[:33]), npy(tmp_path, "b.npy", GOOD[:33])
+    res = runner.invoke(app, ["score", a, b, "--batch-size", "16", "--keep-last"])
+    assert res.exit_code == 2 and "1 row" in res.stderr
+    assert runner.invoke(app, ["score", a, b, "--batch-size", "16"]).exit_code == 0  # dropped by default
+
+
+@pytest.mark.parametrize(
+    ("content", "phrase"),
+    [(np.arange(40, dtype=np.float64), "float64"), (np.arange(39), "39"), (np.arange(80).reshape(40, 2), "1-D")],
+)
+def test_bad_labels(runner, tmp_path, content, phrase):
+    np.save(tmp_path / "labels.npy", content)
+    a = good(tmp_path)
+    res = runner.invoke(app, ["score", a, a, "--labels", str(tmp_path / "labels.npy")])
+    assert res.exit_code == 2 and res.stderr.startswith("Error: ") and phrase in res.stderr
+
+
+def test_text_labels_add_knn(runner, tmp_path):
+    (tmp_path / "labels.txt").write_text("\n".join(str(i % 3) for i in range(40)) + "\n")
+    a = good(tmp_path)
+    res = runner.invoke(app, ["score", a, a, "--labels", str(tmp_path / "labels.txt"), "--format", "json"])
+    assert res.exit_code == 0 and '"knn_top1"' in res.stdout
+    (tmp_path / "bad.txt").write_text("1\nx\n")
+    assert runner.invoke(app, ["score", a, a, "--labels", str(tmp_path / "bad.txt")]).exit_code == 2
+
+
+def test_cuda_without_a_gpu_is_a_usage_error(runner, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    a = good(tmp_path)
+    res = runner.invoke(app, ["score", a, a, "--device", "cuda"])
+    assert res.exit_code == 2 and "no CUDA device" in res.stderr
