@@ -28,6 +28,26 @@ def npy(tmp: Path, name: str, arr: np.ndarray) -> str:
     return str(tmp / name)
 
 
+def file_with(name: str, content: bytes) -> Callable[[Path], str]:
+    """A builder writing `content` as `name`."""
+
+    def build(tmp: Path) -> str:
+        (tmp / name).write_bytes(content)
+        return str(tmp / name)
+
+    return build
+
+
+def empty_folder(tmp: Path) -> str:
+    (tmp / "empty").mkdir()
+    return str(tmp / "empty")
+
+
+def empty_zip(tmp: Path) -> str:
+    zipfile.ZipFile(tmp / "z.npz", "w").close()
+    return str(tmp / "z.npz")
+
+
 def good(tmp: Path) -> str:
     return npy(tmp, "good.npy", GOOD)
 
@@ -63,8 +83,8 @@ def npz_object(tmp: Path) -> str:
 # (case, builder returning ZA (ZB is GOOD unless the case says otherwise), expected phrase)
 CASES: list[tuple[str, Callable[[Path], str], str]] = [
     ("missing path", lambda t: str(t / "nope.npy"), "no such file"),
-    ("empty file", lambda t: (t / "e.npy").write_bytes(b"") and "" or str(t / "e.npy"), "empty"),
-    ("text named .npy", lambda t: (t / "x.npy").write_text("hello") and "" or str(t / "x.npy"), "not a valid .npy"),
+    ("empty file", file_with("e.npy", b""), "empty"),
+    ("text named .npy", file_with("x.npy", b"hello"), "not a valid .npy"),
     ("truncated .npy", truncated, "truncated"),
     ("1-D array", lambda t: npy(t, "a.npy", GOOD[0]), "2-D"),
     ("3-D array", lambda t: npy(t, "a.npy", GOOD.reshape(40, 2, 3)), "2-D"),
@@ -84,15 +104,11 @@ CASES: list[tuple[str, Callable[[Path], str], str]] = [
     ("Inf", lambda t: npy(t, "a.npy", np.where(np.arange(240).reshape(40, 6) == 7, np.inf, GOOD)), "row 1"),
     ("N differs", lambda t: npy(t, "a.npy", GOOD[:30]), "differ in N"),
     ("D differs", lambda t: npy(t, "a.npy", GOOD[:, :5]), "differ in D"),
-    ("unknown suffix", lambda t: (t / "a.csv").write_text("1,2") and "" or str(t / "a.csv"), "unknown file type"),
-    ("folder with no shards", lambda t: (t / "empty").mkdir() or str(t / "empty"), "no shards"),
+    ("unknown suffix", file_with("a.csv", b"1,2"), "unknown file type"),
+    ("folder with no shards", empty_folder, "no shards"),
     ("shards of mixed D", shards_mixed_d, "part-2.npy"),
-    ("zip that is not an npz", lambda t: zipfile.ZipFile(t / "z.npz", "w").close() or str(t / "z.npz"), "npz"),
-    (
-        "random bytes as .safetensors",
-        lambda t: (t / "r.safetensors").write_bytes(b"\x01" * 64) and "" or str(t / "r.safetensors"),
-        "safetensors",
-    ),
+    ("zip that is not an npz", empty_zip, "npz"),
+    ("random bytes as .safetensors", file_with("r.safetensors", b"\x01" * 64), "safetensors"),
 ]
 
 
