@@ -189,6 +189,7 @@ def evaluate(
     l2b = ElementMoments.empty((d,), device)
     cosine = ElementMoments.empty((), device)
     batch_terms: dict[tuple[str, str], list[dict[str, Tensor]]] = {key: [] for key in params}
+    row_sums = {key: dict.fromkeys(LOSSES[key[0]].terms, 0.0) for key in params if LOSSES[key[0]].row_mean}
     finite_a, finite_b = _Finite(za.label), _Finite(zb.label)
 
     start = 0
@@ -203,6 +204,7 @@ def evaluate(
             l2b = l2b.merge(ElementMoments.of(ub))
             cosine = cosine.merge(ElementMoments.of((ua * ub).sum(1)))
             keeper.take(start, xa, xb)
+            _accumulate_row_means(xa, xb, params, row_sums)
             if not one_batch:
                 _score_batches(xa, xb, bsz, s.drop_last, params, batch_terms)
         start += xa.shape[0]
@@ -212,7 +214,7 @@ def evaluate(
     finite_b.raise_if_bad()
 
     whole = WholeSet(moments, (keeper.a, keeper.b) if contrastive_whole else None)
-    results = _loss_results(losses, flavors, params, whole, batch_terms, one_batch, n, d, s)
+    results = _loss_results(losses, flavors, params, whole, batch_terms, row_sums, one_batch, n, d, s)
     sample_a, sample_b = (
         (keeper.a[torch.from_numpy(sample_idx).to(device)], keeper.b[torch.from_numpy(sample_idx).to(device)])
         if contrastive_whole
@@ -250,6 +252,18 @@ def evaluate(
         warnings=warnings,
         arrays=arrays,
     )
+
+
+def _accumulate_row_means(
+    xa: Tensor, xb: Tensor, params: Mapping[tuple[str, str], Any], sums: dict[tuple[str, str], dict[str, Any]]
+) -> None:
+    """Add each row-mean loss's chunk value times the chunk's rows (exact whole-set means)."""
+    if not sums:
+        return
+    chunk = Batch(xa, xb)
+    for key, terms in sums.items():
+        for term, value in LOSSES[key[0]].compute(chunk, params[key]).items():
+            terms[term] = terms[term] + value.double() * xa.shape[0]
 
 
 def _score_batches(
@@ -292,6 +306,7 @@ def _loss_results(
     params: Mapping[tuple[str, str], Any],
     whole: WholeSet,
     batch_terms: Mapping[tuple[str, str], list[dict[str, Tensor]]],
+    row_sums: Mapping[tuple[str, str], dict[str, Any]],
     one_batch: bool,
     n: int,
     d: int,
@@ -305,8 +320,11 @@ def _loss_results(
             p = params[(loss, fl)]
             notes: list[str] = []
             note = None
-            if spec.from_rows and not whole.has_rows:
-                whole_terms: dict[str, float | None] = dict.fromkeys(spec.terms)
+            whole_terms: dict[str, float | None]
+            if spec.row_mean:
+                whole_terms = {k: finite_or_none(v / n) for k, v in row_sums[(loss, fl)].items()}
+            elif spec.from_rows and not whole.has_rows:
+                whole_terms = dict.fromkeys(spec.terms)
                 note = (
                     f"not computed: (2N)^2 * D = {(2 * n) ** 2 * d:.3g} multiply-adds exceeds the "
                     f"exact-computation limit {s.contrastive_work_limit:.3g}; see per_batch"

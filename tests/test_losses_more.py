@@ -728,12 +728,17 @@ def test_engine_every_flavor(tmp_path: Path) -> None:
 def test_engine_whole_set_follows_the_work_limit(tmp_path: Path) -> None:
     from sslcheck.engine import Settings, evaluate_files
 
-    _, _, pa, pb = _engine_inputs(tmp_path)
-    settings_ = Settings(losses=NEW_LOSSES, dtype="float64", batch_size=16, contrastive_work_limit=1000)
+    za, zb, pa, pb = _engine_inputs(tmp_path)
+    settings_ = Settings(losses=NEW_LOSSES, dtype="float64", batch_size=16, contrastive_work_limit=1000, chunk_rows=16)
     data = evaluate_files(pa, pb, settings_).to_dict()
     json.dumps(data, allow_nan=False)
-    for loss in NEW_LOSSES:
+    row_means = {"negative_cosine", "byol"}  # means of per-row cosines: exact at any size (spec/cli.md)
+    for loss in set(NEW_LOSSES) - row_means:
         block = data["losses"][loss]
         assert all(v is None for v in block["whole_set"].values())
-        assert "2^38" in block["whole_set_note"] or "limit" in block["whole_set_note"]
+        assert "limit" in block["whole_set_note"]
         assert block["per_batch"]["total"]["mean"] is not None
+    cos = (za * zb).sum(1) / (np.linalg.norm(za, axis=1) * np.linalg.norm(zb, axis=1))
+    assert data["losses"]["negative_cosine"]["whole_set"]["total"] == pytest.approx(-cos.mean(), rel=1e-12)
+    assert data["losses"]["byol"]["whole_set"]["total"] == pytest.approx(2 - 2 * cos.mean(), rel=1e-12)
+    assert "whole_set_note" not in data["losses"]["byol"]

@@ -43,20 +43,39 @@ from sslcheck.diagnostics.verdict import DEFAULT_THRESHOLDS, judge, resolve_thre
 from sslcheck.result import finite_or_none
 from sslcheck.stats import ElementMoments, PairMoments
 
-__all__ = ["DEFAULT_THRESHOLDS", "PAIR_METRICS", "VIEW_METRICS", "diagnose", "judge",
-           "resolve_thresholds"]
+__all__ = ["DEFAULT_THRESHOLDS", "PAIR_METRICS", "VIEW_METRICS", "diagnose", "judge", "resolve_thresholds"]
 
 EIGENVALUES_TOP = 10
 VIEW_METRICS = (
-    "std_mean", "std_min", "std_median", "dead_dims", "dead_fraction", "effective_rank",
-    "effective_rank_centered", "rank_ratio", "rank_ratio_centered", "stable_rank",
-    "numerical_rank", "alpha_req", "l2_std", "l2_std_ratio", "uniformity", "eigenvalues_top",
+    "std_mean",
+    "std_min",
+    "std_median",
+    "dead_dims",
+    "dead_fraction",
+    "effective_rank",
+    "effective_rank_centered",
+    "rank_ratio",
+    "rank_ratio_centered",
+    "stable_rank",
+    "numerical_rank",
+    "alpha_req",
+    "l2_std",
+    "l2_std_ratio",
+    "uniformity",
+    "eigenvalues_top",
     "eigenvalues",
 )
 """The keys of `diagnostics.za` / `diagnostics.zb`, in spec §2's order."""
 PAIR_METRICS = (
-    "alignment", "positive_cosine_mean", "positive_cosine_std", "random_cosine_mean",
-    "random_cosine_std", "cosine_gap", "retrieval_top1", "retrieval_top1_chance", "knn_top1",
+    "alignment",
+    "positive_cosine_mean",
+    "positive_cosine_std",
+    "random_cosine_mean",
+    "random_cosine_std",
+    "cosine_gap",
+    "retrieval_top1",
+    "retrieval_top1_chance",
+    "knn_top1",
 )
 """The keys of `diagnostics.pair`, in spec §2's order; `knn_top1` only with labels."""
 
@@ -71,7 +90,12 @@ def _json_ready(value: Any) -> Any:
 
 
 def _view(
-    n: int, mean: Tensor, m2: Tensor, unit: ElementMoments, sample_unit: Tensor, eps: float,
+    n: int,
+    mean: Tensor,
+    m2: Tensor,
+    unit: ElementMoments,
+    sample_unit: Tensor,
+    eps: float,
     limits: Mapping[str, float],
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     std = dimension_std(m2, n)

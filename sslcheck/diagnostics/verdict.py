@@ -57,9 +57,7 @@ def resolve_thresholds(overrides: Mapping[str, float]) -> dict[str, float]:
         if name not in DEFAULT_THRESHOLDS:
             close = difflib.get_close_matches(name, list(DEFAULT_THRESHOLDS), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UsageError(
-                f"unknown threshold {name!r}{hint} (valid: {', '.join(sorted(DEFAULT_THRESHOLDS))})"
-            )
+            raise UsageError(f"unknown threshold {name!r}{hint} (valid: {', '.join(sorted(DEFAULT_THRESHOLDS))})")
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -79,10 +77,15 @@ def _g(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4g}"
 
 
-def _finding(kind: Kind, rule: str, metric: str, value: Any, threshold: float | None,
-             message: str) -> dict[str, Any]:
-    return {"kind": kind, "rule": rule, "metric": f"diagnostics.{metric}", "value": value,
-            "threshold": threshold, "message": message}
+def _finding(kind: Kind, rule: str, metric: str, value: Any, threshold: float | None, message: str) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "rule": rule,
+        "metric": f"diagnostics.{metric}",
+        "value": value,
+        "threshold": threshold,
+        "message": message,
+    }
 
 
 def judge(diagnostics: Mapping[str, Mapping[str, Any]], thresholds: Mapping[str, float]) -> dict[str, Any]:
@@ -103,73 +106,120 @@ def judge(diagnostics: Mapping[str, Mapping[str, Any]], thresholds: Mapping[str,
     for v in VIEWS:
         ratio = diagnostics[v]["l2_std_ratio"]
         if ratio is not None and ratio < t["complete_l2_std_ratio"] and no_identity:
-            complete.append(_finding(
-                "fail", "complete_collapse", f"{v}.l2_std_ratio", ratio, t["complete_l2_std_ratio"],
-                f"complete collapse: {v}.l2_std_ratio = {_g(ratio)} < {_g(t['complete_l2_std_ratio'])} "
-                f"and {retrieval_text} (max({_g(t['complete_retrieval_min'])}, "
-                f"{_g(t['complete_retrieval_chance_factor'])} x chance)): the rows sit near one point "
-                "and no sample finds its other view",
-            ))
+            complete.append(
+                _finding(
+                    "fail",
+                    "complete_collapse",
+                    f"{v}.l2_std_ratio",
+                    ratio,
+                    t["complete_l2_std_ratio"],
+                    f"complete collapse: {v}.l2_std_ratio = {_g(ratio)} < {_g(t['complete_l2_std_ratio'])} "
+                    f"and {retrieval_text} (max({_g(t['complete_retrieval_min'])}, "
+                    f"{_g(t['complete_retrieval_chance_factor'])} x chance)): the rows sit near one point "
+                    "and no sample finds its other view",
+                )
+            )
     dimensional = []
     for v in VIEWS:
         rr = diagnostics[v]["rank_ratio_centered"]
         if rr is not None and rr < t["dimensional_rank_ratio_centered"]:
-            dimensional.append(_finding(
-                "fail", "dimensional_collapse", f"{v}.rank_ratio_centered", rr,
-                t["dimensional_rank_ratio_centered"],
-                f"dimensional collapse: {v}.rank_ratio_centered = {_g(rr)} < "
-                f"{_g(t['dimensional_rank_ratio_centered'])}: the spread fills "
-                f"{_g(diagnostics[v]['effective_rank_centered'])} effective dimensions",
-            ))
+            dimensional.append(
+                _finding(
+                    "fail",
+                    "dimensional_collapse",
+                    f"{v}.rank_ratio_centered",
+                    rr,
+                    t["dimensional_rank_ratio_centered"],
+                    f"dimensional collapse: {v}.rank_ratio_centered = {_g(rr)} < "
+                    f"{_g(t['dimensional_rank_ratio_centered'])}: the spread fills "
+                    f"{_g(diagnostics[v]['effective_rank_centered'])} effective dimensions",
+                )
+            )
     unaligned = []
     if gap is not None and gap < t["unaligned_cosine_gap"] and no_identity:
-        unaligned.append(_finding(
-            "fail", "unaligned", "pair.cosine_gap", gap, t["unaligned_cosine_gap"],
-            f"unaligned views: pair.cosine_gap = {_g(gap)} < {_g(t['unaligned_cosine_gap'])} and "
-            f"{retrieval_text}: the two views of a sample are no closer than random pairs "
-            "(no invariance learned, or za and zb rows not paired)",
-        ))
+        unaligned.append(
+            _finding(
+                "fail",
+                "unaligned",
+                "pair.cosine_gap",
+                gap,
+                t["unaligned_cosine_gap"],
+                f"unaligned views: pair.cosine_gap = {_g(gap)} < {_g(t['unaligned_cosine_gap'])} and "
+                f"{retrieval_text}: the two views of a sample are no closer than random pairs "
+                "(no invariance learned, or za and zb rows not paired)",
+            )
+        )
 
     rules: tuple[tuple[Status, list[dict[str, Any]]], ...] = (
-        ("complete_collapse", complete), ("dimensional_collapse", dimensional), ("unaligned", unaligned))
+        ("complete_collapse", complete),
+        ("dimensional_collapse", dimensional),
+        ("unaligned", unaligned),
+    )
     status, fails = next(((rule, found) for rule, found in rules if found), ("healthy", []))
     failed_metrics = {f["metric"] for f in fails}
 
     warns: list[dict[str, Any]] = []
     for v in VIEWS:
         rr = diagnostics[v]["rank_ratio_centered"]
-        if (rr is not None and rr < t["warn_rank_ratio_centered"]
-                and f"diagnostics.{v}.rank_ratio_centered" not in failed_metrics):
-            warns.append(_finding(
-                "warn", "low_rank", f"{v}.rank_ratio_centered", rr, t["warn_rank_ratio_centered"],
-                f"low rank: {v}.rank_ratio_centered = {_g(rr)} < {_g(t['warn_rank_ratio_centered'])}",
-            ))
+        if (
+            rr is not None
+            and rr < t["warn_rank_ratio_centered"]
+            and f"diagnostics.{v}.rank_ratio_centered" not in failed_metrics
+        ):
+            warns.append(
+                _finding(
+                    "warn",
+                    "low_rank",
+                    f"{v}.rank_ratio_centered",
+                    rr,
+                    t["warn_rank_ratio_centered"],
+                    f"low rank: {v}.rank_ratio_centered = {_g(rr)} < {_g(t['warn_rank_ratio_centered'])}",
+                )
+            )
     for v in VIEWS:
         dead = diagnostics[v]["dead_dims"]
         if dead is not None and dead > t["warn_dead_dims"]:
-            warns.append(_finding(
-                "warn", "dead_dims", f"{v}.dead_dims", dead, t["warn_dead_dims"],
-                f"dead dimensions: {v}.dead_dims = {dead} > {_g(t['warn_dead_dims'])} "
-                f"(std <= max({_g(t['dead_rel'])} x median std, {_g(t['dead_abs'])}))",
-            ))
+            warns.append(
+                _finding(
+                    "warn",
+                    "dead_dims",
+                    f"{v}.dead_dims",
+                    dead,
+                    t["warn_dead_dims"],
+                    f"dead dimensions: {v}.dead_dims = {dead} > {_g(t['warn_dead_dims'])} "
+                    f"(std <= max({_g(t['dead_rel'])} x median std, {_g(t['dead_abs'])}))",
+                )
+            )
     if no_identity and gap is not None and gap >= t["unaligned_cosine_gap"]:
-        warns.append(_finding(
-            "warn", "low_retrieval", "pair.retrieval_top1", retrieval, bound,
-            f"low retrieval: {retrieval_text} while pair.cosine_gap = {_g(gap)} >= "
-            f"{_g(t['unaligned_cosine_gap'])} (many near-duplicate samples?)",
-        ))
+        warns.append(
+            _finding(
+                "warn",
+                "low_retrieval",
+                "pair.retrieval_top1",
+                retrieval,
+                bound,
+                f"low retrieval: {retrieval_text} while pair.cosine_gap = {_g(gap)} >= "
+                f"{_g(t['unaligned_cosine_gap'])} (many near-duplicate samples?)",
+            )
+        )
     warns += _undefined(diagnostics)
 
     notes: list[dict[str, Any]] = []
     for v in VIEWS:
         ratio = diagnostics[v]["l2_std_ratio"]
         if ratio is not None and ratio < t["complete_l2_std_ratio"] and not no_identity:
-            notes.append(_finding(
-                "note", "common_offset", f"{v}.l2_std_ratio", ratio, t["complete_l2_std_ratio"],
-                f"note: {v}.l2_std_ratio = {_g(ratio)} < {_g(t['complete_l2_std_ratio'])} but "
-                f"pair.retrieval_top1 = {_g(retrieval)} >= {_g(bound)}: a common offset, not a "
-                "collapse (centred metrics are offset-free)",
-            ))
+            notes.append(
+                _finding(
+                    "note",
+                    "common_offset",
+                    f"{v}.l2_std_ratio",
+                    ratio,
+                    t["complete_l2_std_ratio"],
+                    f"note: {v}.l2_std_ratio = {_g(ratio)} < {_g(t['complete_l2_std_ratio'])} but "
+                    f"pair.retrieval_top1 = {_g(retrieval)} >= {_g(bound)}: a common offset, not a "
+                    "collapse (centred metrics are offset-free)",
+                )
+            )
 
     findings = fails + warns + notes
     return {"status": status, "reasons": [f["message"] for f in findings], "findings": findings}
@@ -188,15 +238,26 @@ def _undefined(diagnostics: Mapping[str, Mapping[str, Any]]) -> list[dict[str, A
             if values["stable_rank"] is None:
                 groups.append((_CENTERED, "the covariance is zero (every dimension is constant)"))
             elif values["alpha_req"] is None:
-                groups.append((("alpha_req",), "fewer than 3 eigenvalues above the numerical-rank "
-                                               f"tolerance (numerical_rank = {values['numerical_rank']})"))
+                groups.append(
+                    (
+                        ("alpha_req",),
+                        "fewer than 3 eigenvalues above the numerical-rank "
+                        f"tolerance (numerical_rank = {values['numerical_rank']})",
+                    )
+                )
         grouped = {k for keys, _ in groups for k in keys}
         groups.append((tuple(k for k in values if k not in grouped), "not finite"))
         for keys, cause in groups:
             missing = [k for k in keys if values.get(k, 0) is None]
             if missing:
-                finding = _finding("warn", "undefined", f"{part}.{missing[0]}", None, None,
-                                   f"{part}: {', '.join(missing)} undefined (n/a): {cause}")
+                finding = _finding(
+                    "warn",
+                    "undefined",
+                    f"{part}.{missing[0]}",
+                    None,
+                    None,
+                    f"{part}: {', '.join(missing)} undefined (n/a): {cause}",
+                )
                 finding["metrics"] = [f"diagnostics.{part}.{k}" for k in missing]
                 findings.append(finding)
     return findings

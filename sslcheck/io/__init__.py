@@ -75,9 +75,7 @@ def open_pair(
             "row i of each view must be the same sample"
         )
     if a.n < 2:
-        raise InputError(
-            f"{a.label}: N = {a.n}; at least 2 rows are needed (every variance divides by N - 1)"
-        )
+        raise InputError(f"{a.label}: N = {a.n}; at least 2 rows are needed (every variance divides by N - 1)")
     if a.d < 2:
         raise InputError(f"{a.label}: D = {a.d}; at least 2 dimensions are needed")
     return a, b

@@ -13,10 +13,17 @@ from sslcheck.io.torch_pt import PtSource
 
 # suffix -> format name (the `ArraySource.format` of its reader)
 SUFFIXES: dict[str, str] = {
-    ".npy": "npy", ".npz": "npz", ".pt": "pt", ".pth": "pt", ".safetensors": "safetensors",
+    ".npy": "npy",
+    ".npz": "npz",
+    ".pt": "pt",
+    ".pth": "pt",
+    ".safetensors": "safetensors",
 }
 _READERS: dict[str, type[NpySource | NpzSource | PtSource | SafetensorsSource]] = {
-    "npy": NpySource, "npz": NpzSource, "pt": PtSource, "safetensors": SafetensorsSource,
+    "npy": NpySource,
+    "npz": NpzSource,
+    "pt": PtSource,
+    "safetensors": SafetensorsSource,
 }
 
 

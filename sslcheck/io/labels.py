@@ -30,10 +30,7 @@ def load_labels(path: str | Path, n: int) -> np.ndarray:
     else:
         raise InputError(f"{p}: unknown labels file type {suffix!r}; expected .npy or .txt")
     if len(labels) != n:
-        raise InputError(
-            f"{p}: {len(labels)} labels but the embeddings have N = {n} rows; "
-            "one label per row is needed"
-        )
+        raise InputError(f"{p}: {len(labels)} labels but the embeddings have N = {n} rows; one label per row is needed")
     return labels
 
 

@@ -26,16 +26,14 @@ def read_npy_header(
     """
     try:
         version = np.lib.format.read_magic(f)
-        reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                  else np.lib.format.read_array_header_2_0)  # 3.0 differs only in utf-8 field names
+        reader = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )  # 3.0 differs only in utf-8 field names
         shape, fortran, dtype = reader(f, max_header_size=100_000)
     except Exception as err:  # numpy raises ValueError / EOFError / SyntaxError on garbage
         raise InputError(f"{label}: not a valid .npy file ({err})") from None
     if dtype.hasobject:
-        raise InputError(
-            f"{label}: holds Python objects (a pickle); sslcheck never unpickles data. "
-            f"Save {save_as}"
-        )
+        raise InputError(f"{label}: holds Python objects (a pickle); sslcheck never unpickles data. Save {save_as}")
     return tuple(shape), dtype, bool(fortran)
 
 

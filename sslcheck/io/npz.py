@@ -22,8 +22,16 @@ from sslcheck.io.raw import RawArray, to_native
 from sslcheck.io.source import ArraySource, read_exact, select_key, validate_shape
 
 # What zipfile / zlib raise for a damaged, encrypted or exotic archive.
-ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
-              NotImplementedError, RuntimeError, struct.error)
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+)
 
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, (skipped fields), name and extra lengths
 
@@ -38,12 +46,11 @@ class NpzSource(ArraySource):
         self.key = None
         try:
             with zipfile.ZipFile(path) as zf:
-                members = {i.filename.removesuffix(".npy"): i.filename
-                           for i in zf.infolist() if i.filename.endswith(".npy")}
+                members = {
+                    i.filename.removesuffix(".npy"): i.filename for i in zf.infolist() if i.filename.endswith(".npy")
+                }
                 if not members:
-                    raise InputError(
-                        f"{self.path}: not an .npz archive (a zip file with no .npy members)"
-                    )
+                    raise InputError(f"{self.path}: not an .npz archive (a zip file with no .npy members)")
                 self.key = select_key(self.path, list(members), key)
                 self._member = members[self.key]
                 info = zf.getinfo(self._member)
@@ -65,8 +72,7 @@ class NpzSource(ArraySource):
         self._raw: RawArray | None = None
         if info.compress_type == zipfile.ZIP_STORED:
             start = _member_data_offset(path, info, self.label)
-            self._raw = RawArray(self.path, start + self._header_len, dtype, self.n, self.d,
-                                 self._fortran)
+            self._raw = RawArray(self.path, start + self._header_len, dtype, self.n, self.d, self._fortran)
             self._raw.require_within(path.stat().st_size, self.label)
 
     def notes(self) -> list[str]:
@@ -90,11 +96,11 @@ class NpzSource(ArraySource):
                     whole = np.empty((self.d, self.n), dtype=self._np_dtype)
                     read_exact(f, whole, self.label)  # type: ignore[arg-type]
                     for start in range(0, self.n, rows):
-                        yield to_native(np.ascontiguousarray(whole.T[start:start + rows]))
+                        yield to_native(np.ascontiguousarray(whole.T[start : start + rows]))
                     return
                 buf = np.empty((min(rows, self.n), self.d), dtype=self._np_dtype)
                 for start in range(0, self.n, rows):
-                    view = buf[:min(rows, self.n - start)]
+                    view = buf[: min(rows, self.n - start)]
                     read_exact(f, view, self.label)  # type: ignore[arg-type]
                     yield to_native(view)
         except ZIP_ERRORS as err:

@@ -63,9 +63,8 @@ class RawArray:
 
     def _fortran_chunks(self, rows: int) -> Iterator[np.ndarray]:
         for start in range(0, self.n, rows):
-            mm = np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.offset,
-                           shape=(self.n, self.d), order="F")
-            block = np.ascontiguousarray(mm[start:start + rows])
+            mm = np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.offset, shape=(self.n, self.d), order="F")
+            block = np.ascontiguousarray(mm[start : start + rows])
             del mm
             yield self._widen(block, None)
 

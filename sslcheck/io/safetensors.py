@@ -48,8 +48,7 @@ class SafetensorsSource(ArraySource):
             raise InputError(f"{self.label}: malformed safetensors header: {entry!r}") from None
         name, stored = DTYPES.get(str(st_dtype), (str(st_dtype), ""))
         self.n, self.d, self.dtype = validate_shape(self.label, shape, name)
-        raw = RawArray(self.path, data_start + begin, np.dtype(stored), self.n, self.d,
-                       bfloat16=name == "bfloat16")
+        raw = RawArray(self.path, data_start + begin, np.dtype(stored), self.n, self.d, bfloat16=name == "bfloat16")
         if end - begin != raw.nbytes or begin < 0 or any(s < 0 for s in shape):
             raise InputError(
                 f"{self.label}: malformed safetensors header: shape {shape} {st_dtype} needs "
@@ -79,10 +78,7 @@ def _read_header(path: Path, size: int) -> tuple[dict[str, dict], int]:
     try:
         header = json.loads(text.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{path}: not a valid .safetensors file (header is not JSON: {err})") \
-            from None
-    if not isinstance(header, dict) or not all(
-        isinstance(v, dict) for k, v in header.items() if k != "__metadata__"
-    ):
+        raise InputError(f"{path}: not a valid .safetensors file (header is not JSON: {err})") from None
+    if not isinstance(header, dict) or not all(isinstance(v, dict) for k, v in header.items() if k != "__metadata__"):
         raise InputError(f"{path}: not a valid .safetensors file (header is not a tensor table)")
     return header, 8 + length

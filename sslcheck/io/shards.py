@@ -39,12 +39,9 @@ def find_shards(spec: str) -> list[Path]:
     """
     folder = Path(spec)
     if folder.is_dir():
-        files = [p for p in folder.iterdir()
-                 if p.is_file() and not p.name.startswith(".") and format_of(p) is not None]
+        files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and format_of(p) is not None]
         if not files:
-            raise InputError(
-                f"{spec}: the folder holds no shards (no {', '.join(SUFFIXES)} files)"
-            )
+            raise InputError(f"{spec}: the folder holds no shards (no {', '.join(SUFFIXES)} files)")
         return sorted(files, key=lambda p: natural_key(p.name))
     files = [Path(m) for m in glob.glob(spec, recursive=True) if Path(m).is_file()]
     if not files:
@@ -75,13 +72,11 @@ class ShardedSource(ArraySource):
         for s in self.shards[1:]:
             if s.d != first.d:
                 raise InputError(
-                    f"{spec}: shards differ in D: {first.label} has D = {first.d}, "
-                    f"{s.label} has D = {s.d}"
+                    f"{spec}: shards differ in D: {first.label} has D = {first.d}, {s.label} has D = {s.d}"
                 )
             if s.dtype != first.dtype:
                 raise InputError(
-                    f"{spec}: shards differ in dtype: {first.label} is {first.dtype}, "
-                    f"{s.label} is {s.dtype}"
+                    f"{spec}: shards differ in dtype: {first.label} is {first.dtype}, {s.label} is {s.dtype}"
                 )
         self.n = sum(s.n for s in self.shards)
         self.d, self.dtype = first.d, first.dtype
@@ -106,7 +101,7 @@ class ShardedSource(ArraySource):
                 taken = 0
                 while taken < len(block):
                     k = min(rows - fill, len(block) - taken)
-                    buf[fill:fill + k] = block[taken:taken + k]
+                    buf[fill : fill + k] = block[taken : taken + k]
                     fill, taken = fill + k, taken + k
                     if fill == rows:
                         yield buf

@@ -67,20 +67,13 @@ class ArraySource(ABC):
         return []
 
 
-def validate_shape(
-    label: str, shape: tuple[int, ...], dtype: np.dtype | str
-) -> tuple[int, int, str]:
+def validate_shape(label: str, shape: tuple[int, ...], dtype: np.dtype | str) -> tuple[int, int, str]:
     """Check that an array is a usable [N, D] float embedding; return (N, D, dtype name)."""
     name = dtype if isinstance(dtype, str) else _dtype_name(dtype)
     if name not in FLOAT_DTYPES:
-        raise InputError(
-            f"{label}: dtype {name} is not supported; expected a float array "
-            f"({', '.join(FLOAT_DTYPES)})"
-        )
+        raise InputError(f"{label}: dtype {name} is not supported; expected a float array ({', '.join(FLOAT_DTYPES)})")
     if len(shape) != 2:
-        raise InputError(
-            f"{label}: expected a 2-D [N, D] array, got {len(shape)}-D shape {tuple(shape)}"
-        )
+        raise InputError(f"{label}: expected a 2-D [N, D] array, got {len(shape)}-D shape {tuple(shape)}")
     n, d = int(shape[0]), int(shape[1])
     if n == 0 or d == 0:
         raise InputError(f"{label}: the array is empty (shape {tuple(shape)})")
@@ -119,13 +112,9 @@ def select_key(path: str, keys: Sequence[str], key: str | None) -> str:
             return keys[0]
         if not keys:
             raise InputError(f"{path}: holds no arrays")
-        raise InputError(
-            f"{path}: holds {len(keys)} arrays ({', '.join(keys)}); choose one with --key"
-        )
+        raise InputError(f"{path}: holds {len(keys)} arrays ({', '.join(keys)}); choose one with --key")
     if key not in keys:
-        raise KeyNotFound(
-            f"{path}: no array named {key!r}; it holds: {', '.join(keys) or 'nothing'}", path, keys
-        )
+        raise KeyNotFound(f"{path}: no array named {key!r}; it holds: {', '.join(keys) or 'nothing'}", path, keys)
     return key
 
 

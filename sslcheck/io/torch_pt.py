@@ -29,8 +29,11 @@ if TYPE_CHECKING:
 LEGACY_NOTE = "legacy (non-zip) .pt: loaded whole into memory"
 
 _ZIP_MAGIC = b"PK\x03\x04"
-_REFUSAL = re.compile(r"(unsupported GLOBAL [\w.]+|Unsupported global: GLOBAL [\w.]+"
-                      r"|Unsupported operand \d+)", re.IGNORECASE)
+_REFUSAL = re.compile(
+    r"(unsupported GLOBAL [\w.]+|Unsupported global: GLOBAL [\w.]+"
+    r"|Unsupported operand \d+)",
+    re.IGNORECASE,
+)
 
 
 class PtSource(ArraySource):
@@ -64,10 +67,9 @@ class PtSource(ArraySource):
         buf = torch.empty((min(rows, self.n), self.d), dtype=out_dtype)
         for start in range(0, self.n, rows):
             r = min(rows, self.n - start)
-            src = whole if whole is not None else _pick(
-                self.path, _load(self.path, mmap=True), self.key)[0]
+            src = whole if whole is not None else _pick(self.path, _load(self.path, mmap=True), self.key)[0]
             with torch.no_grad():  # only around the copy: grad mode must not leak to the caller
-                buf[:r].copy_(src[start:start + r])
+                buf[:r].copy_(src[start : start + r])
             del src  # drops this chunk's map
             yield buf[:r].numpy()
 
@@ -120,6 +122,4 @@ def _pick(path: str, obj: object, key: str | None) -> tuple[torch.Tensor, str | 
             raise InputError(f"{path}: holds a dict with no tensors (keys: {keys})")
         name = select_key(path, list(tensors), key)
         return tensors[name], name
-    raise InputError(
-        f"{path}: holds a {type(obj).__name__}; expected a tensor or a dict of tensors"
-    )
+    raise InputError(f"{path}: holds a {type(obj).__name__}; expected a tensor or a dict of tensors")

@@ -34,7 +34,7 @@ class BYOLParams:
 
 
 def _mean_cosine(stats: PairStats) -> Tensor:
-    return F.cosine_similarity(stats.rows("a"), stats.rows("b"), dim=1, eps=1e-8).mean()
+    return F.cosine_similarity(stats.rows("a"), stats.rows("b"), dim=-1, eps=1e-8).mean(-1)
 
 
 def negative_cosine_terms_of(stats: PairStats, p: NegativeCosineParams | None = None) -> dict[str, Tensor]:

@@ -35,6 +35,8 @@ class LossSpec:
     `from_rows` losses need the rows themselves (contrastive); the others need only second
     moments, so their whole-set value comes exactly from the merged statistics. `batched`
     losses accept stats with leading batch dimensions ([..., B, D] rows: one value per batch).
+    `row_mean` losses are affine in a mean of per-row values, so their whole-set value is the
+    row-weighted mean of chunk values: exact for any N, with no rows kept.
     """
 
     name: str
@@ -44,6 +46,7 @@ class LossSpec:
     sources: Mapping[str, str]
     from_rows: bool = False
     batched: bool = False
+    row_mean: bool = False
     warnings: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @staticmethod
@@ -163,11 +166,13 @@ LOSSES: dict[str, LossSpec] = {
         sources=_borrowed({"lightly": "lightly 1.6 lightly.loss.DCLWLoss"}, "lightly 1.6 lightly.loss.DCLWLoss"),
         from_rows=True,
     ),
-    # negative_cosine and byol are means of per-row cosines: from_rows, since the merged moments do not hold them
+    # negative_cosine and byol are means of per-row cosines: accumulated per chunk (row_mean)
     "negative_cosine": LossSpec(
         "negative_cosine",
         cosine.TERMS,
         cosine.negative_cosine_terms_of,
+        batched=True,
+        row_mean=True,
         presets=dict.fromkeys(FLAVORS, cosine.NegativeCosineParams()),
         sources=_borrowed(
             {
@@ -187,6 +192,8 @@ LOSSES: dict[str, LossSpec] = {
         "byol",
         cosine.TERMS,
         cosine.byol_terms_of,
+        batched=True,
+        row_mean=True,
         presets=dict.fromkeys(FLAVORS, cosine.BYOLParams()),
         sources=_borrowed(
             {
