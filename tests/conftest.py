@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
-
 
 @pytest.fixture
 def runner() -> CliRunner:
@@ -26,8 +24,3 @@ def pair(tmp_path: Path) -> tuple[str, str]:
     np.save(pa, za)
     np.save(pb, zb)
     return str(pa), str(pb)
-
-
-def sample(name: str) -> list[str]:
-    """The two files of a bundled sample pair."""
-    return [str(SAMPLE / f"{name}_za.npy"), str(SAMPLE / f"{name}_zb.npy")]

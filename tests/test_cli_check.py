@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sslcheck.cli import app
-from tests.conftest import sample
+from tests.data import sample
 
 
 def run_check(runner, args, **kwargs):

@@ -16,7 +16,7 @@ from sslcheck.cli import app
 from sslcheck.engine import Settings, evaluate_files
 from sslcheck.render.flat import flatten
 from sslcheck.render.sections import fmt
-from tests.conftest import sample
+from tests.data import sample
 
 CONTRACT_PATHS = [
     "schema_version",

@@ -13,19 +13,16 @@ from sslcheck.engine import Settings, evaluate_files
 from sslcheck.errors import InputError, UsageError
 from sslcheck.losses.flavors import FLAVORS, LOSSES, params_dict, resolve_params
 from sslcheck.result import Result
+from tests.data import views
 from tests.oracles import numpy_reference as ref
 
 RTOL = 1e-10
 ALL_LOSSES = ("vicreg", "barlow", "nt_xent")
 
 
-def make_views(n: int, d: int, seed: int, scale: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
-    """Correlated views; column stds ~ `scale` < 1 so VICReg's hinge is active (no zero terms)."""
-    rng = np.random.default_rng(seed)
-    col = scale * np.exp(rng.uniform(-0.3, 0.3, d))
-    za = rng.standard_normal((n, d)) * col + rng.standard_normal(d)
-    zb = za + 0.5 * rng.standard_normal((n, d)) * col
-    return za, zb
+def views_engine(n: int, d: int, seed: int, scale: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+    """Column stds ~ `scale` < 1 so VICReg's hinge is active (no zero terms)."""
+    return views(n, d, seed, scale=scale, spread=0.3)
 
 
 class Runner:
@@ -74,7 +71,7 @@ def assert_close(got: float | None, want: float, rtol: float = RTOL, what: objec
 @pytest.mark.parametrize("flavor", FLAVORS)
 @pytest.mark.parametrize("n,d,bsz", [(50, 6, 8), (30, 24, 10)])
 def test_whole_set_and_per_batch_equal_the_references(run: Runner, flavor: str, n: int, d: int, bsz: int) -> None:
-    za, zb = make_views(n, d, n + d)
+    za, zb = views_engine(n, d, n + d)
     for drop_last in (True, False):
         result = run(za, zb, flavor=flavor, batch_size=bsz, drop_last=drop_last, chunk_rows=2 * bsz)
         slices = batches(n, bsz, drop_last)
@@ -100,7 +97,7 @@ def test_whole_set_and_per_batch_equal_the_references(run: Runner, flavor: str, 
 
 @pytest.mark.parametrize("batch_size", [None, 40, 1000])
 def test_one_batch_of_all_rows_is_the_whole_set(run: Runner, batch_size: int | None) -> None:
-    za, zb = make_views(40, 5, 1)
+    za, zb = views_engine(40, 5, 1)
     result = run(za, zb, batch_size=batch_size, chunk_rows=7)
     assert result.settings["batch_size"] == 40
     for loss in ALL_LOSSES:
@@ -116,7 +113,7 @@ def test_one_batch_of_all_rows_is_the_whole_set(run: Runner, batch_size: int | N
 
 def test_whole_set_differs_from_per_batch_mean(run: Runner) -> None:
     """A sanity check that the two are not the same number (Barlow's off-diagonal noise floor)."""
-    za, zb = make_views(64, 12, 2)
+    za, zb = views_engine(64, 12, 2)
     lr = run(za, zb, batch_size=8).losses["barlow"]
     assert lr.per_batch["off_diagonal"].mean > 2 * lr.whole_set["off_diagonal"]
 
@@ -149,14 +146,14 @@ def assert_same(a: Result, b: Result, rtol: float, keys: object = None) -> None:
 
 @pytest.mark.parametrize("batch_size", [None, 6])
 def test_chunk_rows_changes_nothing(run: Runner, batch_size: int | None) -> None:
-    za, zb = make_views(45, 7, 3)
+    za, zb = views_engine(45, 7, 3)
     base = run(za, zb, batch_size=batch_size, chunk_rows=100_000, flavor="all")
     for chunk_rows in (1, 5, 13):
         assert_same(base, run(za, zb, batch_size=batch_size, chunk_rows=chunk_rows, flavor="all"), 1e-12)
 
 
 def test_row_permutation_leaves_the_whole_set_unchanged(run: Runner) -> None:
-    za, zb = make_views(48, 6, 4)
+    za, zb = views_engine(48, 6, 4)
     perm = np.random.default_rng(0).permutation(48)
     a = run(za, zb, batch_size=None, chunk_rows=10, flavor="all")
     b = run(za[perm], zb[perm], batch_size=None, chunk_rows=10, flavor="all")
@@ -166,7 +163,7 @@ def test_row_permutation_leaves_the_whole_set_unchanged(run: Runner) -> None:
 def test_swapping_views(run: Runner) -> None:
     """VICReg (every term), Barlow with a proper standardisation (c -> c^T) and NT-Xent (rows
     relabelled) are symmetric in the views; quadra's Barlow bug reads only zb, so it is not."""
-    za, zb = make_views(40, 6, 5)
+    za, zb = views_engine(40, 6, 5)
     a = run(za, zb, batch_size=8, flavor="all")
     b = run(zb, za, batch_size=8, flavor="all")
     va, vb = all_values(a), all_values(b)
@@ -177,7 +174,7 @@ def test_swapping_views(run: Runner) -> None:
 
 
 def test_a_column_offset_leaves_centred_terms_unchanged(run: Runner) -> None:
-    za, zb = make_views(40, 6, 6)
+    za, zb = views_engine(40, 6, 6)
     offset = 1e4 * (1 + np.arange(6) / 6)
     a = run(za, zb, batch_size=8, flavor="all", chunk_rows=16)
     b = run(za + offset, zb + offset, batch_size=8, flavor="all", chunk_rows=16)
@@ -192,7 +189,7 @@ def test_a_column_offset_leaves_centred_terms_unchanged(run: Runner) -> None:
 def test_float32_per_batch_with_a_dominant_column(run: Runner) -> None:
     """float32 batches on the Gram route (D > 4B/3) with one column 1000 x the others: VICReg's
     covariance stays at float32 accuracy (the Gram identity alone would be ~1e-2 off)."""
-    za, zb = make_views(64, 32, 14)
+    za, zb = views_engine(64, 32, 14)
     za[:, 0] *= 1e3
     zb[:, 0] *= 1e3
     lr = run(za.astype(np.float32), zb.astype(np.float32), batch_size=16, dtype="float32").losses["vicreg"]
@@ -218,7 +215,7 @@ def test_float32_whole_set_invariance_of_nearly_identical_views(run: Runner, noi
 
 
 def test_nt_xent_whole_set_skipped_above_the_work_limit(run: Runner) -> None:
-    za, zb = make_views(40, 8, 7)
+    za, zb = views_engine(40, 8, 7)
     result = run(za, zb, batch_size=8, contrastive_work_limit=(2 * 40) ** 2 * 8 - 1)
     lr = result.losses["nt_xent"]
     assert lr.whole_set == {"total": None}
@@ -238,7 +235,7 @@ def test_nt_xent_whole_set_skipped_above_the_work_limit(run: Runner) -> None:
 
 
 def test_work_limit_note_names_the_configured_limit(run: Runner) -> None:
-    za, zb = make_views(40, 8, 7)
+    za, zb = views_engine(40, 8, 7)
     note = run(za, zb, batch_size=8, contrastive_work_limit=1000).losses["nt_xent"].whole_set_note
     assert note is not None and "2^38" not in note
 
@@ -247,7 +244,7 @@ def test_work_limit_note_names_the_configured_limit(run: Runner) -> None:
 
 
 def test_flavor_all_fills_by_flavor(run: Runner) -> None:
-    za, zb = make_views(36, 6, 8)
+    za, zb = views_engine(36, 6, 8)
     result = run(za, zb, batch_size=12, flavor="all")
     out = result.to_dict()
     assert "barlow/quadra" in " ".join(result.warnings)
@@ -270,7 +267,7 @@ def test_flavor_all_fills_by_flavor(run: Runner) -> None:
 
 
 def test_overrides_reach_every_value(run: Runner) -> None:
-    za, zb = make_views(30, 5, 9)
+    za, zb = views_engine(30, 5, 9)
     overrides = {"vicreg": {"mu": "50"}, "nt_xent": {"tau": "0.3", "reduction": "mean"}}
     result = run(za, zb, batch_size=10, overrides=overrides)
     assert result.losses["vicreg"].params["mu"] == 50.0
@@ -284,7 +281,7 @@ def test_overrides_reach_every_value(run: Runner) -> None:
 
 
 def test_nan_and_inf_are_input_errors(run: Runner) -> None:
-    za, zb = make_views(30, 4, 10)
+    za, zb = views_engine(30, 4, 10)
     bad = za.copy()
     bad[7, 1] = np.nan
     bad[19, 0] = np.inf
@@ -304,7 +301,7 @@ def test_nan_and_inf_are_input_errors(run: Runner) -> None:
 
 
 def test_keep_last_with_a_one_row_last_batch(run: Runner) -> None:
-    za, zb = make_views(17, 4, 11)
+    za, zb = views_engine(17, 4, 11)
     with pytest.raises(InputError, match="1 row"):
         run(za, zb, batch_size=8, drop_last=False)
     assert run(za, zb, batch_size=8, drop_last=True).losses["vicreg"].n_batches == 2
@@ -312,7 +309,7 @@ def test_keep_last_with_a_one_row_last_batch(run: Runner) -> None:
 
 @pytest.mark.parametrize("batch_size", [1, 0])
 def test_batch_size_below_two(run: Runner, batch_size: int) -> None:
-    za, zb = make_views(10, 3, 12)
+    za, zb = views_engine(10, 3, 12)
     with pytest.raises(UsageError):
         run(za, zb, batch_size=batch_size)
 
@@ -321,7 +318,7 @@ def test_batch_size_below_two(run: Runner, batch_size: int) -> None:
 
 
 def test_constant_column_under_quadra_is_null_with_a_note(run: Runner) -> None:
-    za, zb = make_views(24, 5, 13)
+    za, zb = views_engine(24, 5, 13)
     zb[:, 2] = 3.0  # quadra standardises zb with no eps: 0 / 0 in that column
     for batch_size in (None, 8):
         result = run(za, zb, batch_size=batch_size, flavor="all")

@@ -18,6 +18,7 @@ from sslcheck.losses.normalize import normalize_rows
 from sslcheck.losses.nt_xent_loss import NTXentParams, nt_xent, nt_xent_terms_of
 from sslcheck.losses.pair import Batch
 from sslcheck.losses.vicreg_loss import VICRegParams, vicreg, vicreg_terms, vicreg_terms_of
+from tests.data import views
 from tests.oracles import numpy_reference as ref
 
 RTOL = 1e-10
@@ -47,15 +48,6 @@ NT_XENT_PARAMS = [
     for r in ("mean", "sum_directions")
     for m in ("torch", "tf", "nx")
 ]
-
-
-def views(n: int, d: int, seed: int, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Two correlated views with unequal column scales and a non-zero mean."""
-    rng = np.random.default_rng(seed)
-    col_scale = scale * np.exp(rng.uniform(-0.7, 0.7, d))
-    za = rng.standard_normal((n, d)) * col_scale + rng.standard_normal(d)
-    zb = za + 0.5 * rng.standard_normal((n, d)) * col_scale
-    return za, zb
 
 
 def t(x: np.ndarray) -> torch.Tensor:

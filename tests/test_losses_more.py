@@ -50,20 +50,12 @@ from sslcheck.losses.hypersphere_loss import hypersphere_terms_of
 from sslcheck.losses.infonce_loss import infonce_terms_of
 from sslcheck.losses.mmcr_loss import centroid_nuclear_norm, mmcr_terms_of, pair_nuclear_norms
 from sslcheck.losses.pair import Batch
+from tests.data import views
 from tests.oracles import lightly_loss, why_not
 
 NEW_LOSSES = ("infonce", "dcl", "dclw", "negative_cosine", "byol", "hypersphere", "mmcr")
 RTOL = 1e-10
 SHAPES = [(2, 2), (2, 5), (3, 7), (5, 16), (8, 16), (7, 3), (16, 8), (30, 5), (12, 40)]
-
-
-def views(n: int, d: int, seed: int, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Two correlated views with unequal column scales and a non-zero mean."""
-    rng = np.random.default_rng(seed)
-    col_scale = scale * np.exp(rng.uniform(-0.7, 0.7, d))
-    za = rng.standard_normal((n, d)) * col_scale + rng.standard_normal(d)
-    zb = za + 0.5 * rng.standard_normal((n, d)) * col_scale
-    return za, zb
 
 
 def t(x: np.ndarray) -> torch.Tensor:

@@ -21,7 +21,7 @@ from sslcheck.cli import app
 from sslcheck.engine import Settings, evaluate_files
 from sslcheck.render import plots
 from sslcheck.render.sections import STATUS_TEXT, verdict_text
-from tests.conftest import sample
+from tests.data import sample
 
 HEALTHY, DIMENSIONAL = sample("healthy"), sample("dimensional")
 MAX_HTML_BYTES = 5 * 1024 * 1024
