@@ -20,10 +20,10 @@ def row_blocks(rows: int, cols: int, block_elems: int = BLOCK_ELEMS) -> Iterator
 
 
 def logsumexp_without(logits: Tensor, *left_out: Tensor) -> Tensor:
-    """Row-wise log-sum-exp of a fresh [R, C] block with, in row r, the columns `left_out[k][r]`
-    left out: set to -inf in place (a true mask: they contribute exactly nothing; no R x C mask
-    or copy is made)."""
-    rows = torch.arange(logits.shape[0], device=logits.device)
+    """Row-wise log-sum-exp of a fresh [..., R, C] block with, in row r, the columns
+    `left_out[k][r]` left out: set to -inf in place (a true mask: they contribute exactly nothing;
+    no R x C mask or copy is made)."""
+    rows = torch.arange(logits.shape[-2], device=logits.device)
     for cols in left_out:
-        logits[rows, cols] = float("-inf")
-    return torch.logsumexp(logits, dim=1)
+        logits[..., rows, cols] = float("-inf")
+    return torch.logsumexp(logits, dim=-1)

@@ -20,6 +20,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from sslcheck.losses.blocks import BLOCK_ELEMS, logsumexp_without, row_blocks
 from sslcheck.losses.normalize import RowNorm
 from sslcheck.losses.pair import Batch, PairStats
 
@@ -35,29 +36,33 @@ class NTXentParams:
     normalize: RowNorm = "tf"
 
 
-def nt_xent_terms_of(stats: PairStats, p: NTXentParams, block_elems: int = 1 << 24) -> dict[str, Tensor]:
+def nt_xent_terms_of(stats: PairStats, p: NTXentParams, block_elems: int = BLOCK_ELEMS) -> dict[str, Tensor]:
     """NT-Xent of the rows in `stats` (a batch [..., B, D], or a whole set whose rows were kept).
 
-    Rows are processed in blocks so that no more than `block_elems` similarities exist at once.
+    The 2N x 2N similarities are [[u u^T, u v^T], [v u^T, v v^T]] / tau, and the cross blocks are
+    transposes of each other, so three products serve (3 N^2 D multiply-adds, not 4): a row of u
+    takes the log-sum-exp of its rows of u u^T (self left out) and u v^T, a row of v that of its row
+    of v v^T and its column of u v^T. Rows go in blocks of at most `block_elems` similarities.
     """
-    w = torch.cat([stats.normalized("a", p.normalize), stats.normalized("b", p.normalize)], dim=-2)
-    two_n = w.shape[-2]
-    n = two_n // 2
-    batches = max(1, w[..., 0, 0].numel())
-    block = max(1, min(two_n, block_elems // (two_n * batches)))
-    total = w.new_zeros(w.shape[:-2])
-    for start in range(0, two_n, block):
-        rows = w[..., start : start + block, :]
-        r = rows.shape[-2]
-        idx = torch.arange(start, start + r, device=w.device)
-        logits = (rows @ w.mT) / p.tau
-        self_mask = torch.zeros(r, two_n, dtype=torch.bool, device=w.device)
-        self_mask[torch.arange(r, device=w.device), idx] = True
-        lse = torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=-1)
-        partner = ((idx + n) % two_n).expand(logits.shape[:-1]).unsqueeze(-1)
-        positive = logits.gather(-1, partner).squeeze(-1)
-        total = total + (lse - positive).sum(-1)
-    mean = total / two_n
+    u, v = stats.normalized("a", p.normalize), stats.normalized("b", p.normalize)
+    n = u.shape[-2]
+    batches = max(1, u[..., 0, 0].numel())
+    lse_u, lse_vv, positives = [], [], []
+    column_lse: Tensor | None = None
+    for start, stop in row_blocks(n, 3 * n * batches, block_elems):
+        idx = torch.arange(start, stop, device=u.device)
+        ur, vr = u[..., start:stop, :], v[..., start:stop, :]
+        cross = (ur @ v.mT) / p.tau
+        positives.append(cross[..., idx - start, idx])
+        block_columns = torch.logsumexp(cross, dim=-2)
+        column_lse = block_columns if column_lse is None else torch.logaddexp(column_lse, block_columns)
+        same_u = logsumexp_without((ur @ u.mT) / p.tau, idx)
+        lse_u.append(torch.logaddexp(same_u, torch.logsumexp(cross, dim=-1)))
+        lse_vv.append(logsumexp_without((vr @ v.mT) / p.tau, idx))
+    assert column_lse is not None
+    positive = torch.cat(positives, -1)
+    lse_v = torch.logaddexp(torch.cat(lse_vv, -1), column_lse)
+    mean = ((torch.cat(lse_u, -1) - positive).sum(-1) + (lse_v - positive).sum(-1)) / (2 * n)
     return {"total": mean if p.reduction == "mean" else 2 * mean}
 
 
