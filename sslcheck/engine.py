@@ -198,7 +198,7 @@ def evaluate(
         xb = torch.from_numpy(cb).to(device=device, dtype=dtype)
         ok_a, ok_b = finite_a.check(start, xa), finite_b.check(start, xb)
         if ok_a and ok_b and not (finite_a.count or finite_b.count):
-            moments = moments.merge(PairMoments.of(xa, xb))
+            moments.update(xa, xb)
             ua, ub = normalize_rows(xa), normalize_rows(xb)
             l2a = l2a.merge(ElementMoments.of(ua))
             l2b = l2b.merge(ElementMoments.of(ub))

@@ -57,33 +57,71 @@ class PairMoments:
     @classmethod
     def of(cls, xa: Tensor, xb: Tensor) -> PairMoments:
         """Moments of one block, its three products computed in the block's dtype."""
-        n = xa.shape[0]
+        moments = cls.empty(xa.shape[1], xa.device)
+        moments.update(xa, xb)
+        return moments
+
+    def update(self, xa: Tensor, xb: Tensor) -> None:
+        """In place: absorb the rows of one block (the engine's per-chunk step).
+
+        The block is centred about its mean in its own dtype and its three products are taken
+        there; the float64 state then absorbs them in one pass per matrix, no float64 temporaries.
+        """
         ca, mean_a, res_a = _centre(xa)
         cb, mean_b, res_b = _centre(xb)
-        m_aa = (ca.T @ ca).to(F64) - n * torch.outer(res_a, res_a)
-        m_bb = (cb.T @ cb).to(F64) - n * torch.outer(res_b, res_b)
-        m_ab = (ca.T @ cb).to(F64) - n * torch.outer(res_a, res_b)
-        return cls(n, mean_a, mean_b, m_aa, m_bb, m_ab, (xa - xb).pow(2).sum(dtype=F64))
+        sq_diff = (xa - xb).pow(2).sum(dtype=F64)
+        self._absorb(xa.shape[0], mean_a, mean_b, ca.T @ ca, cb.T @ cb, ca.T @ cb, sq_diff, res_a, res_b)
 
     def merge(self, other: PairMoments) -> PairMoments:
-        """The moments of both parts together (Chan et al.'s pairwise update)."""
-        if other.n == 0:
-            return self
-        if self.n == 0:
-            return other
-        n = self.n + other.n
-        w = self.n * other.n / n
-        da = other.mean_a - self.mean_a
-        db = other.mean_b - self.mean_b
-        return PairMoments(
-            n,
-            self.mean_a + da * (other.n / n),
-            self.mean_b + db * (other.n / n),
-            self.m_aa + other.m_aa + w * torch.outer(da, da),
-            self.m_bb + other.m_bb + w * torch.outer(db, db),
-            self.m_ab + other.m_ab + w * torch.outer(da, db),
-            self.sq_diff + other.sq_diff,
+        """The moments of both parts together (Chan et al.'s pairwise update); neither is changed."""
+        out = PairMoments(
+            self.n,
+            self.mean_a.clone(),
+            self.mean_b.clone(),
+            self.m_aa.clone(),
+            self.m_bb.clone(),
+            self.m_ab.clone(),
+            self.sq_diff.clone(),
         )
+        out._absorb(other.n, other.mean_a, other.mean_b, other.m_aa, other.m_bb, other.m_ab, other.sq_diff)
+        return out
+
+    def _absorb(
+        self,
+        n: int,
+        mean_a: Tensor,
+        mean_b: Tensor,
+        p_aa: Tensor,
+        p_bb: Tensor,
+        p_ab: Tensor,
+        sq_diff: Tensor,
+        res_a: Tensor | None = None,
+        res_b: Tensor | None = None,
+    ) -> None:
+        """In place: add a part of `n` rows with exact means `mean_*` whose co-moments `p_*` were taken
+        about `mean - res` (res = 0: about the means themselves). Per matrix, one pass:
+
+            M += P - n r_x r_y^T + (n_self n / n_total) d_x d_y^T,   d = mean - mean_self
+
+        the part's own correction and Chan's term together as one rank-2 update.
+        """
+        if n == 0:
+            return
+        total = self.n + n
+        w = self.n * n / total
+        da, db = mean_a - self.mean_a, mean_b - self.mean_b
+        ra = torch.zeros_like(da) if res_a is None else res_a
+        rb = torch.zeros_like(db) if res_b is None else res_b
+        for m, p, (rx, ry), (dx, dy) in (
+            (self.m_aa, p_aa, (ra, ra), (da, da)),
+            (self.m_bb, p_bb, (rb, rb), (db, db)),
+            (self.m_ab, p_ab, (ra, rb), (da, db)),
+        ):
+            m.add_(p).addmm_(torch.stack([rx, dx], 1), torch.stack([-n * ry, w * dy]))
+        self.mean_a.add_(da, alpha=n / total)
+        self.mean_b.add_(db, alpha=n / total)
+        self.sq_diff.add_(sq_diff)
+        self.n = total
 
 
 @dataclass
