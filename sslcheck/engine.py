@@ -38,6 +38,9 @@ CONTRASTIVE_WORK_LIMIT = 2**38  # (2N)^2 * D multiply-adds for an exact whole-se
 SAMPLE_SIZE = 4096
 CHUNK_ELEMS = 1 << 20  # values per view in one chunk (see chunk_size)
 GROUP_ELEMS = 1 << 21  # similarities per group of batches scored at once (bounds transient memory)
+MIN_CHUNK_ROWS = 2048  # at large D the float64 absorb (O(D^2)) must be amortised over many rows
+PRODUCT_ELEMS = 1 << 22  # entries of the k D x D products of one group (fused route)
+FUSED_MIN_BATCH = 64  # below, per-batch Grams + chunk products cost less than per-batch D x D products
 Progress = Callable[[int, int], None]
 
 
@@ -75,12 +78,13 @@ class Settings:
 
 def chunk_size(rows: int | None, bsz: int | None, d: int) -> int:
     """Rows read per chunk: about CHUNK_ELEMS values (4 MiB of float32) unless `rows` is given,
-    within [256, 8192], and a multiple of the batch size so that no batch straddles two chunks.
+    within [2048, 8192], and a multiple of the batch size so that no batch straddles two chunks.
 
     Small, equal-sized chunks keep every transient tensor near 4 MiB: the allocator reuses them
-    instead of fragmenting (8192 rows at D = 512 peaked at 1.1 GB, 2048 rows at 0.5 GB).
+    instead of fragmenting (8192 rows at D = 512 peaked at 1.1 GB, 2048 rows at 0.5 GB); at least
+    2048 rows, so that the once-per-chunk float64 absorb (O(D^2)) stays small beside the products.
     """
-    target = rows or min(8192, max(256, CHUNK_ELEMS // d))
+    target = rows or min(8192, max(MIN_CHUNK_ROWS, CHUNK_ELEMS // d))
     return target if bsz is None else bsz * max(1, target // bsz)
 
 
@@ -188,7 +192,7 @@ def evaluate(
     l2a = ElementMoments.empty((d,), device)
     l2b = ElementMoments.empty((d,), device)
     cosine = ElementMoments.empty((), device)
-    batch_terms: dict[tuple[str, str], list[dict[str, Tensor]]] = {key: [] for key in params}
+    batch_terms = _BatchValues(params, 0 if one_batch else n // bsz + (0 if s.drop_last else 1), device)
     row_sums = {key: dict.fromkeys(LOSSES[key[0]].terms, 0.0) for key in params if LOSSES[key[0]].row_mean}
     finite_a, finite_b = _Finite(za.label), _Finite(zb.label)
 
@@ -198,15 +202,18 @@ def evaluate(
         xb = torch.from_numpy(cb).to(device=device, dtype=dtype)
         ok_a, ok_b = finite_a.check(start, xa), finite_b.check(start, xb)
         if ok_a and ok_b and not (finite_a.count or finite_b.count):
-            moments.update(xa, xb)
+            if one_batch or bsz < FUSED_MIN_BATCH:
+                moments.update(xa, xb)
             ua, ub = normalize_rows(xa), normalize_rows(xb)
-            l2a = l2a.merge(ElementMoments.of(ua))
-            l2b = l2b.merge(ElementMoments.of(ub))
-            cosine = cosine.merge(ElementMoments.of((ua * ub).sum(1)))
+            l2a.update(ua)
+            l2b.update(ub)
+            cosine.update((ua * ub).sum(1))
             keeper.take(start, xa, xb)
             _accumulate_row_means(xa, xb, params, row_sums)
             if not one_batch:
-                _score_batches(xa, xb, bsz, s.drop_last, params, batch_terms)
+                _score_batches(
+                    xa, xb, bsz, s.drop_last, params, batch_terms, moments if bsz >= FUSED_MIN_BATCH else None
+                )
         start += xa.shape[0]
         if progress:
             progress(start, n)
@@ -266,30 +273,91 @@ def _accumulate_row_means(
             terms[term] = terms[term] + value.double() * xa.shape[0]
 
 
+class _BatchValues:
+    """Every batch's term values, written into float64 buffers allocated before the pass: no
+    long-lived allocation happens between the pass's transient tensors (such allocations pinned
+    the heap, and memory grew with N)."""
+
+    def __init__(self, params: Mapping[tuple[str, str], Any], capacity: int, device: torch.device) -> None:
+        self.values = {
+            key: {term: torch.empty(capacity, dtype=torch.float64, device=device) for term in LOSSES[key[0]].terms}
+            for key in params
+        }
+        self.count = dict.fromkeys(params, 0)
+
+    def add(self, key: tuple[str, str], terms: Mapping[str, Tensor]) -> None:
+        start = self.count[key]
+        for term, value in terms.items():
+            flat = value.reshape(-1)
+            self.values[key][term][start : start + flat.numel()] = flat
+        self.count[key] = start + flat.numel()
+
+    def get(self, key: tuple[str, str]) -> dict[str, np.ndarray]:
+        return {term: buf[: self.count[key]].cpu().numpy() for term, buf in self.values[key].items()}
+
+
+class _FusedMoments:
+    """The fused route's per-chunk part of the whole-set moments: the batches' means, residuals and
+    summed products, absorbed into the float64 state once per chunk (an absorb is O(D^2) traffic)."""
+
+    def __init__(self) -> None:
+        self.means: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+        self.products: list[Tensor] | None = None
+        self.sq_diff: Tensor | float = 0.0
+
+    def add(self, batch: Batch) -> None:
+        self.means.append(batch.moment_parts())
+        sums = [batch.product("a", "a").sum(0), batch.product("b", "b").sum(0), batch.product("a", "b").sum(0)]
+        if self.products is None:
+            self.products = sums
+        else:
+            for acc, part in zip(self.products, sums, strict=True):
+                acc.add_(part)
+        self.sq_diff = self.sq_diff + (batch.za - batch.zb).pow(2).sum(dtype=torch.float64)
+
+    def flush(self, moments: PairMoments, rows_per_batch: int) -> None:
+        if self.products is None:
+            return
+        mean_a, mean_b, res_a, res_b = (torch.cat(parts) for parts in zip(*self.means, strict=True))
+        p_aa, p_bb, p_ab = self.products
+        sq_diff = torch.as_tensor(self.sq_diff, dtype=torch.float64)
+        moments.absorb_batches(rows_per_batch, mean_a, mean_b, res_a, res_b, p_aa, p_bb, p_ab, sq_diff)
+
+
 def _score_batches(
     xa: Tensor,
     xb: Tensor,
     bsz: int,
     drop_last: bool,
     params: Mapping[tuple[str, str], Any],
-    out: dict[tuple[str, str], list[dict[str, Tensor]]],
+    out: _BatchValues,
+    moments: PairMoments | None = None,
 ) -> None:
     """Score every batch of B rows in a chunk: full batches k at a time as [k, B, D] (batched
-    losses; k keeps the 2B x 2B similarity blocks near GROUP_ELEMS), a short last one on its own
-    unless it is dropped. Appends [k] term tensors."""
+    losses; k keeps the 2B x 2B similarities and the k D x D products bounded), a short last one on
+    its own unless it is dropped. Appends [k] term tensors.
+
+    With `moments` (the fused route), each batch's three centred products serve its VICReg and
+    Barlow terms and then the whole-set moments: no separate chunk products, no Grams.
+    """
+    d = xa.shape[1]
     full = xa.shape[0] // bsz * bsz
-    step = bsz * max(1, GROUP_ELEMS // (2 * bsz) ** 2)
+    per_group = GROUP_ELEMS // (2 * bsz) ** 2
+    if moments is not None:
+        per_group = min(per_group, PRODUCT_ELEMS // d**2)
+    step = bsz * max(1, per_group)
     groups = [
-        (
-            xa[i : min(i + step, full)].reshape(-1, bsz, xa.shape[1]),
-            xb[i : min(i + step, full)].reshape(-1, bsz, xb.shape[1]),
-        )
+        (xa[i : min(i + step, full)].reshape(-1, bsz, d), xb[i : min(i + step, full)].reshape(-1, bsz, d))
         for i in range(0, full, step)
     ]
-    if full < xa.shape[0] and not drop_last:
-        groups.append((xa[full:].unsqueeze(0), xb[full:].unsqueeze(0)))
+    fused = _FusedMoments()
+    if full < xa.shape[0]:
+        if not drop_last:
+            groups.append((xa[full:].unsqueeze(0), xb[full:].unsqueeze(0)))
+        elif moments is not None:
+            moments.update(xa[full:], xb[full:])  # dropped from the batches, still part of the whole set
     for ga, gb in groups:
-        batch = Batch(ga, gb)
+        batch = Batch(ga, gb, products=moments is not None)
         for (loss, fl), p in params.items():
             spec = LOSSES[loss]
             if spec.batched:
@@ -297,7 +365,16 @@ def _score_batches(
             else:
                 each = [spec.compute(Batch(ga[i], gb[i]), p) for i in range(ga.shape[0])]
                 terms = {k: torch.stack([t[k] for t in each]) for k in each[0]}
-            out[(loss, fl)].append(terms)
+            out.add((loss, fl), terms)
+        if moments is not None:
+            if ga.shape[1] == bsz:
+                fused.add(batch)
+            else:  # the kept short last batch: its own rows per batch
+                short = _FusedMoments()
+                short.add(batch)
+                short.flush(moments, ga.shape[1])
+    if moments is not None:
+        fused.flush(moments, bsz)
 
 
 def _loss_results(
@@ -305,7 +382,7 @@ def _loss_results(
     flavors: list[str],
     params: Mapping[tuple[str, str], Any],
     whole: WholeSet,
-    batch_terms: Mapping[tuple[str, str], list[dict[str, Tensor]]],
+    batch_terms: _BatchValues,
     row_sums: Mapping[tuple[str, str], dict[str, Any]],
     one_batch: bool,
     n: int,
@@ -338,11 +415,7 @@ def _loss_results(
                 values = {k: np.array([] if v is None else [v]) for k, v in whole_terms.items()}
                 n_batches = 1 if note is None else 0
             else:
-                rows = batch_terms[(loss, fl)]
-                values = {
-                    k: torch.cat([r[k] for r in rows]).double().cpu().numpy() if rows else np.array([])
-                    for k in spec.terms
-                }
+                values = batch_terms.get((loss, fl))
                 n_batches = len(next(iter(values.values())))
             per_batch = {k: Summary.of(v) for k, v in values.items()}
             if n_batches and any(summary.mean is None for summary in per_batch.values()) and note is None:

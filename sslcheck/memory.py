@@ -33,4 +33,3 @@ def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> None:
     libc = _libc()
     if libc is not None:
         libc.mallopt(M_MMAP_THRESHOLD, threshold)
-

@@ -69,8 +69,54 @@ class PairMoments:
         """
         ca, mean_a, res_a = _centre(xa)
         cb, mean_b, res_b = _centre(xb)
-        sq_diff = (xa - xb).pow(2).sum(dtype=F64)
-        self._absorb(xa.shape[0], mean_a, mean_b, ca.T @ ca, cb.T @ cb, ca.T @ cb, sq_diff, res_a, res_b)
+        n = xa.shape[0]
+        self._absorb(
+            n,
+            mean_a,
+            mean_b,
+            ca.T @ ca,
+            cb.T @ cb,
+            ca.T @ cb,
+            (xa - xb).pow(2).sum(dtype=F64),
+            res_a[None],
+            res_b[None],
+            torch.full((1,), -float(n), dtype=F64, device=res_a.device),
+        )
+
+    def absorb_batches(
+        self,
+        n: int,
+        mean_a: Tensor,
+        mean_b: Tensor,
+        res_a: Tensor,
+        res_b: Tensor,
+        p_aa: Tensor,
+        p_bb: Tensor,
+        p_ab: Tensor,
+        sq_diff: Tensor,
+    ) -> None:
+        """In place: absorb k batches of `n` rows each from their own statistics (the engine's fused
+        route, where the per-batch products serve the loss terms too).
+
+        `mean_*`: exact float64 batch means [k, D]; `p_*`: the sum over the k batches of their
+        products [D, D], each centred about its `mean - res` (any dtype). The group's co-moment
+        about its mean mu_g is sum_b (P_b - n r_b r_b^T + n (mu_b - mu_g)(mu_b - mu_g)^T).
+        """
+        k = mean_a.shape[0]
+        group_a, group_b = mean_a.mean(0), mean_b.mean(0)
+        weights = torch.cat([torch.full((k,), -float(n)), torch.full((k,), float(n))]).to(mean_a)
+        self._absorb(
+            k * n,
+            group_a,
+            group_b,
+            p_aa,
+            p_bb,
+            p_ab,
+            sq_diff,
+            torch.cat([res_a, mean_a - group_a]),
+            torch.cat([res_b, mean_b - group_b]),
+            weights,
+        )
 
     def merge(self, other: PairMoments) -> PairMoments:
         """The moments of both parts together (Chan et al.'s pairwise update); neither is changed."""
@@ -95,29 +141,27 @@ class PairMoments:
         p_bb: Tensor,
         p_ab: Tensor,
         sq_diff: Tensor,
-        res_a: Tensor | None = None,
-        res_b: Tensor | None = None,
+        offsets_a: Tensor | None = None,
+        offsets_b: Tensor | None = None,
+        weights: Tensor | None = None,
     ) -> None:
-        """In place: add a part of `n` rows with exact means `mean_*` whose co-moments `p_*` were taken
-        about `mean - res` (res = 0: about the means themselves). Per matrix, one pass:
+        """In place: add a part of `n` rows with exact means `mean_*` whose co-moments are
+        M_xy = P_xy + U_x^T diag(weights) U_y (offset rows U [m, D]: the corrections that move
+        products taken about other points to the part's mean; none when P is already about it).
+        With Chan's term as one more row, each matrix takes one pass:
 
-            M += P - n r_x r_y^T + (n_self n / n_total) d_x d_y^T,   d = mean - mean_self
-
-        the part's own correction and Chan's term together as one rank-2 update.
+            M += P + U_x^T diag(c) U_y,   U = [offsets; mean - mean_self],  c = [weights; n_self n / n_total]
         """
         if n == 0:
             return
         total = self.n + n
-        w = self.n * n / total
         da, db = mean_a - self.mean_a, mean_b - self.mean_b
-        ra = torch.zeros_like(da) if res_a is None else res_a
-        rb = torch.zeros_like(db) if res_b is None else res_b
-        for m, p, (rx, ry), (dx, dy) in (
-            (self.m_aa, p_aa, (ra, ra), (da, da)),
-            (self.m_bb, p_bb, (rb, rb), (db, db)),
-            (self.m_ab, p_ab, (ra, rb), (da, db)),
-        ):
-            m.add_(p).addmm_(torch.stack([rx, dx], 1), torch.stack([-n * ry, w * dy]))
+        chan = torch.tensor([self.n * n / total], dtype=F64, device=da.device)
+        ua, ub, c = da[None], db[None], chan
+        if offsets_a is not None and offsets_b is not None and weights is not None:
+            ua, ub, c = torch.cat([offsets_a, ua]), torch.cat([offsets_b, ub]), torch.cat([weights, chan])
+        for m, p, ux, uy in ((self.m_aa, p_aa, ua, ua), (self.m_bb, p_bb, ub, ub), (self.m_ab, p_ab, ua, ub)):
+            m.add_(p).addmm_(ux.T * c, uy)
         self.mean_a.add_(da, alpha=n / total)
         self.mean_b.add_(db, alpha=n / total)
         self.sq_diff.add_(sq_diff)
@@ -142,22 +186,33 @@ class ElementMoments:
 
     @classmethod
     def of(cls, x: Tensor) -> ElementMoments:
+        moments = cls.empty(tuple(x.shape[1:]), x.device)
+        moments.update(x)
+        return moments
+
+    def update(self, x: Tensor) -> None:
+        """In place: absorb a block [n, *shape] (centred in its own dtype, merged in float64).
+
+        In place, so a long pass allocates no long-lived state between its transient tensors
+        (such allocations pinned the heap and made memory grow with N).
+        """
         xc, mean, res = _centre(x)
-        m2 = (xc * xc).sum(0, dtype=F64) - x.shape[0] * res * res
-        return cls(x.shape[0], mean, m2)
+        self._absorb(x.shape[0], mean, (xc * xc).sum(0, dtype=F64) - x.shape[0] * res * res)
 
     def merge(self, other: ElementMoments) -> ElementMoments:
-        if other.n == 0:
-            return self
-        if self.n == 0:
-            return other
-        n = self.n + other.n
-        delta = other.mean - self.mean
-        return ElementMoments(
-            n,
-            self.mean + delta * (other.n / n),
-            self.m2 + other.m2 + delta * delta * (self.n * other.n / n),
-        )
+        """Both parts together (Chan et al.); neither is changed."""
+        out = ElementMoments(self.n, self.mean.clone(), self.m2.clone())
+        out._absorb(other.n, other.mean, other.m2)
+        return out
+
+    def _absorb(self, n: int, mean: Tensor, m2: Tensor) -> None:
+        if n == 0:
+            return
+        total = self.n + n
+        delta = mean - self.mean
+        self.m2.add_(m2).add_(delta * delta, alpha=self.n * n / total)
+        self.mean.add_(delta, alpha=n / total)
+        self.n = total
 
     def var(self, ddof: int = 1) -> Tensor:
         return self.m2.clamp_min(0) / (self.n - ddof)

@@ -69,7 +69,7 @@ def assert_close(got: float | None, want: float, rtol: float = RTOL, what: objec
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)
-@pytest.mark.parametrize("n,d,bsz", [(50, 6, 8), (30, 24, 10)])
+@pytest.mark.parametrize("n,d,bsz", [(50, 6, 8), (30, 24, 10), (300, 12, 64), (200, 100, 64)])  # B >= 64: fused
 def test_whole_set_and_per_batch_equal_the_references(run: Runner, flavor: str, n: int, d: int, bsz: int) -> None:
     za, zb = views_engine(n, d, n + d)
     for drop_last in (True, False):
@@ -144,11 +144,11 @@ def assert_same(a: Result, b: Result, rtol: float, keys: object = None) -> None:
             assert vb[k] == pytest.approx(va[k], rel=rtol, abs=1e-13), k
 
 
-@pytest.mark.parametrize("batch_size", [None, 6])
-def test_chunk_rows_changes_nothing(run: Runner, batch_size: int | None) -> None:
-    za, zb = views_engine(45, 7, 3)
+@pytest.mark.parametrize(("batch_size", "n"), [(None, 45), (6, 45), (64, 300)])
+def test_chunk_rows_changes_nothing(run: Runner, batch_size: int | None, n: int) -> None:
+    za, zb = views_engine(n, 7, 3)
     base = run(za, zb, batch_size=batch_size, chunk_rows=100_000, flavor="all")
-    for chunk_rows in (1, 5, 13):
+    for chunk_rows in (1, 5, 13, 130):
         assert_same(base, run(za, zb, batch_size=batch_size, chunk_rows=chunk_rows, flavor="all"), 1e-12)
 
 
@@ -273,8 +273,10 @@ def test_overrides_reach_every_value(run: Runner) -> None:
     assert result.losses["vicreg"].params["mu"] == 50.0
     assert result.settings["overrides"] == overrides
     assert_close(result.losses["vicreg"].whole_set["total"], ref.vicreg(za, zb, mu=50.0)["total"])
-    assert_close(result.losses["nt_xent"].whole_set["total"],
-                 ref.nt_xent(za, zb, tau=0.3, reduction="mean", normalize="tf")["total"])
+    assert_close(
+        result.losses["nt_xent"].whole_set["total"],
+        ref.nt_xent(za, zb, tau=0.3, reduction="mean", normalize="tf")["total"],
+    )
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -331,7 +333,10 @@ def test_constant_column_under_quadra_is_null_with_a_note(run: Runner) -> None:
         assert out["losses"]["barlow"]["by_flavor"]["quadra"]["whole_set"]["total"] is None
         # every other flavor is finite: TF Similarity maps the constant column to 0
         tf = result.losses["barlow"].by_flavor["tf-similarity"]
-        want = ref.barlow(za, zb, **dict(zip(("lambda_", "scale", "margin", "norm", "eps"),
-                                             (5e-3, 1.0, 1e-12, "tf", 0.0), strict=True)))
+        want = ref.barlow(
+            za,
+            zb,
+            **dict(zip(("lambda_", "scale", "margin", "norm", "eps"), (5e-3, 1.0, 1e-12, "tf", 0.0), strict=True)),
+        )
         assert_close(tf.whole_set["total"], want["total"])
         assert result.losses["vicreg"].whole_set["total"] is not None

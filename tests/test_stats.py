@@ -32,8 +32,14 @@ def reference(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
     """np.cov-style centred products in float64."""
     a, b = a.astype(np.float64), b.astype(np.float64)
     ca, cb = a - a.mean(0), b - b.mean(0)
-    return {"mean_a": a.mean(0), "mean_b": b.mean(0), "m_aa": ca.T @ ca, "m_bb": cb.T @ cb,
-            "m_ab": ca.T @ cb, "sq_diff": ((a - b) ** 2).sum()}
+    return {
+        "mean_a": a.mean(0),
+        "mean_b": b.mean(0),
+        "m_aa": ca.T @ ca,
+        "m_bb": cb.T @ cb,
+        "m_ab": ca.T @ cb,
+        "sq_diff": ((a - b) ** 2).sum(),
+    }
 
 
 def scaled_error(got: PairMoments, want: dict[str, np.ndarray], a: np.ndarray, b: np.ndarray) -> float:
@@ -64,8 +70,7 @@ def merge_all(parts: list[PairMoments], order: list[int], tree: bool) -> PairMom
             out = out.merge(p)
         return out
     while len(items) > 1:
-        items = [items[i].merge(items[i + 1]) if i + 1 < len(items) else items[i]
-                 for i in range(0, len(items), 2)]
+        items = [items[i].merge(items[i + 1]) if i + 1 < len(items) else items[i] for i in range(0, len(items), 2)]
     return items[0]
 
 
@@ -140,7 +145,7 @@ def test_single_row_blocks() -> None:
     a, b = data(7, 3, 1, offset=5.0)
     out = PairMoments.empty(3)
     for i in range(7):
-        out = out.merge(PairMoments.of(torch.from_numpy(a[i:i + 1]), torch.from_numpy(b[i:i + 1])))
+        out = out.merge(PairMoments.of(torch.from_numpy(a[i : i + 1]), torch.from_numpy(b[i : i + 1])))
     assert scaled_error(out, reference(a, b), a, b) < 1e-12
 
 
@@ -191,3 +196,41 @@ def test_float32_blocks_with_a_large_offset(n: int, d: int, parts: int) -> None:
     # elementwise products are exact-ish in float32 and summed in float64: much tighter
     np.testing.assert_allclose(e.m2.numpy(), va, rtol=1e-7)
     np.testing.assert_allclose(e.mean.numpy(), want["mean_a"], rtol=1e-14)
+
+
+def test_absorb_batches_equals_one_shot_moments() -> None:
+    """The engine's fused route: k batches' own products and means, absorbed at once."""
+    from sslcheck.losses.pair import Batch
+
+    rng = np.random.default_rng(11)
+    k, b, d = 5, 16, 7
+    xa = rng.standard_normal((k * b, d)) * 3 + 100.0
+    xb = xa + rng.standard_normal((k * b, d))
+    for dtype, rtol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        ta, tb = torch.from_numpy(xa).to(dtype), torch.from_numpy(xb).to(dtype)
+        state = PairMoments.of(ta[:10], tb[:10])  # a non-empty state: Chan's term is exercised too
+        batch = Batch(
+            ta[10 : 10 + (k - 1) * b].reshape(k - 1, b, d),
+            tb[10 : 10 + (k - 1) * b].reshape(k - 1, b, d),
+            products=True,
+        )
+        mean_a, mean_b, res_a, res_b = batch.moment_parts()
+        sq = (batch.za - batch.zb).pow(2).sum(dtype=torch.float64)
+        state.absorb_batches(
+            b,
+            mean_a,
+            mean_b,
+            res_a,
+            res_b,
+            batch.product("a", "a").sum(0),
+            batch.product("b", "b").sum(0),
+            batch.product("a", "b").sum(0),
+            sq,
+        )
+        rows = slice(0, 10 + (k - 1) * b)
+        want = PairMoments.of(torch.from_numpy(xa[rows]), torch.from_numpy(xb[rows]))
+        assert state.n == want.n
+        for name in ("mean_a", "mean_b", "m_aa", "m_bb", "m_ab", "sq_diff"):
+            got, ref = getattr(state, name), getattr(want, name)
+            scale = ref.abs().max()
+            torch.testing.assert_close(got, ref, rtol=0, atol=float(scale) * rtol, msg=name)

@@ -57,24 +57,35 @@ def _gram_off(frobenius_sq: Tensor, diag_sq: Tensor) -> Tensor | None:
 
 
 class Batch:
-    """The rows of a batch, za and zb: [..., B, D]; every quantity computed on first use and cached."""
+    """The rows of a batch, za and zb: [..., B, D]; every quantity computed on first use and cached.
 
-    def __init__(self, za: Tensor, zb: Tensor) -> None:
+    `products=True` takes the direct route whatever D is: the centred products x_c^T y_c are
+    computed once and serve VICReg, Barlow and (through `moment_parts`) the whole-set moments.
+    The engine does this, since it needs the products for the whole set anyway.
+    """
+
+    def __init__(self, za: Tensor, zb: Tensor, products: bool = False) -> None:
         if za.ndim < 2 or za.shape != zb.shape:
             raise ValueError(f"za and zb must both be [..., N, D]; got {tuple(za.shape)} and {tuple(zb.shape)}")
         if za.shape[-2] < 2:
             raise ValueError("a batch needs at least 2 rows (every variance divides by N - 1)")
         self.za, self.zb = za, zb
         self.n, self.d = za.shape[-2], za.shape[-1]
-        self.use_gram = self.d * 3 > 4 * self.n
+        self.use_gram = not products and self.d * 3 > 4 * self.n
         self._normalized: dict[tuple[View, str], Tensor] = {}
+        self._products: dict[tuple[View, View], Tensor] = {}
 
     def rows(self, view: View) -> Tensor:
         return self.za if view == "a" else self.zb
 
     @cached_property
+    def _means(self) -> tuple[Tensor, Tensor]:
+        return self.za.mean(-2, keepdim=True), self.zb.mean(-2, keepdim=True)
+
+    @cached_property
     def _centred(self) -> tuple[Tensor, Tensor]:
-        return self.za - self.za.mean(-2, keepdim=True), self.zb - self.zb.mean(-2, keepdim=True)
+        mean_a, mean_b = self._means
+        return self.za - mean_a, self.zb - mean_b
 
     def centred(self, view: View) -> Tensor:
         return self._centred[0] if view == "a" else self._centred[1]
@@ -83,6 +94,21 @@ class Batch:
     def _col_sq(self) -> tuple[Tensor, Tensor]:
         ca, cb = self._centred
         return (ca * ca).sum(-2), (cb * cb).sum(-2)
+
+    def product(self, x: View, y: View) -> Tensor:
+        """x_c^T y_c: [..., D, D], computed once (b-a is the transpose of a-b)."""
+        if (x, y) == ("b", "a"):
+            return self.product("a", "b").mT
+        if (x, y) not in self._products:
+            self._products[(x, y)] = self.centred(x).mT @ self.centred(y)
+        return self._products[(x, y)]
+
+    def moment_parts(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(exact float64 means a, b; residual means r_a, r_b of the centred rows): the products are
+        centred about mean - r (the batch mean in the compute dtype)."""
+        res_a, res_b = (self.centred(v).sum(-2, dtype=torch.float64) / self.n for v in ("a", "b"))
+        mean_a, mean_b = (m.squeeze(-2).to(torch.float64) for m in self._means)
+        return mean_a + res_a, mean_b + res_b, res_a, res_b
 
     def sq_diff_mean(self) -> Tensor:
         return (self.za - self.zb).pow(2).mean(MATRIX)
@@ -97,16 +123,17 @@ class Batch:
             off = _gram_off((c @ c.mT).pow(2).sum(MATRIX), diag.pow(2).sum(-1))
             if off is not None:
                 return off
-        return _off_sq(c.mT @ c)
+        return _off_sq(self.product(view, view))
 
     def cross(self, x: View, y: View, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        xs, ys = self.centred(x) * s.unsqueeze(-2), self.centred(y) * t.unsqueeze(-2)
-        diag = (xs * ys).sum(-2)
         if self.use_gram:
+            xs, ys = self.centred(x) * s.unsqueeze(-2), self.centred(y) * t.unsqueeze(-2)
+            diag = (xs * ys).sum(-2)
             off = _gram_off(((xs @ xs.mT) * (ys @ ys.mT)).sum(MATRIX), diag.pow(2).sum(-1))
             if off is not None:
                 return diag, off
-        return diag, _off_sq(xs.mT @ ys)
+        c = self.product(x, y) * s.unsqueeze(-1) * t.unsqueeze(-2)
+        return c.diagonal(dim1=-2, dim2=-1), _off_sq(c)
 
     def normalized(self, view: View, mode: RowNorm) -> Tensor:
         key = (view, mode)
