@@ -83,41 +83,6 @@ class PairMoments:
             torch.full((1,), -float(n), dtype=F64, device=res_a.device),
         )
 
-    def absorb_batches(
-        self,
-        n: int,
-        mean_a: Tensor,
-        mean_b: Tensor,
-        res_a: Tensor,
-        res_b: Tensor,
-        p_aa: Tensor,
-        p_bb: Tensor,
-        p_ab: Tensor,
-        sq_diff: Tensor,
-    ) -> None:
-        """In place: absorb k batches of `n` rows each from their own statistics (the engine's fused
-        route, where the per-batch products serve the loss terms too).
-
-        `mean_*`: exact float64 batch means [k, D]; `p_*`: the sum over the k batches of their
-        products [D, D], each centred about its `mean - res` (any dtype). The group's co-moment
-        about its mean mu_g is sum_b (P_b - n r_b r_b^T + n (mu_b - mu_g)(mu_b - mu_g)^T).
-        """
-        k = mean_a.shape[0]
-        group_a, group_b = mean_a.mean(0), mean_b.mean(0)
-        weights = torch.cat([torch.full((k,), -float(n)), torch.full((k,), float(n))]).to(mean_a)
-        self._absorb(
-            k * n,
-            group_a,
-            group_b,
-            p_aa,
-            p_bb,
-            p_ab,
-            sq_diff,
-            torch.cat([res_a, mean_a - group_a]),
-            torch.cat([res_b, mean_b - group_b]),
-            weights,
-        )
-
     def merge(self, other: PairMoments) -> PairMoments:
         """The moments of both parts together (Chan et al.'s pairwise update); neither is changed."""
         out = PairMoments(

@@ -25,18 +25,46 @@ from sslcheck.errors import UsageError
 from sslcheck.result import Result
 
 VIEW_KEYS = [
-    "std_mean", "std_min", "std_median", "dead_dims", "dead_fraction", "effective_rank",
-    "effective_rank_centered", "rank_ratio", "rank_ratio_centered", "stable_rank", "numerical_rank",
-    "alpha_req", "l2_std", "l2_std_ratio", "uniformity", "eigenvalues_top", "eigenvalues",
+    "std_mean",
+    "std_min",
+    "std_median",
+    "dead_dims",
+    "dead_fraction",
+    "effective_rank",
+    "effective_rank_centered",
+    "rank_ratio",
+    "rank_ratio_centered",
+    "stable_rank",
+    "numerical_rank",
+    "alpha_req",
+    "l2_std",
+    "l2_std_ratio",
+    "uniformity",
+    "eigenvalues_top",
+    "eigenvalues",
 ]
 PAIR_KEYS = [
-    "alignment", "positive_cosine_mean", "positive_cosine_std", "random_cosine_mean",
-    "random_cosine_std", "cosine_gap", "retrieval_top1", "retrieval_top1_chance",
+    "alignment",
+    "positive_cosine_mean",
+    "positive_cosine_std",
+    "random_cosine_mean",
+    "random_cosine_std",
+    "cosine_gap",
+    "retrieval_top1",
+    "retrieval_top1_chance",
 ]
 ARRAY_KEYS = {
-    "za.eigenvalues", "za.std", "za.alpha_req_k", "za.alpha_req_fit",
-    "zb.eigenvalues", "zb.std", "zb.alpha_req_k", "zb.alpha_req_fit",
-    "pair.positive_cosines", "pair.random_cosines", "pair.cross_correlation",
+    "za.eigenvalues",
+    "za.std",
+    "za.alpha_req_k",
+    "za.alpha_req_fit",
+    "zb.eigenvalues",
+    "zb.std",
+    "zb.alpha_req_k",
+    "zb.alpha_req_fit",
+    "pair.positive_cosines",
+    "pair.random_cosines",
+    "pair.cross_correlation",
 }
 FAST: tuple[str, ...] = ()  # no loss: these tests are about the diagnostics
 
@@ -53,8 +81,13 @@ def one_thread() -> Any:
 
 
 def run(
-    folder: Path, za: np.ndarray, zb: np.ndarray, labels: np.ndarray | None = None, *,
-    dtype: Literal["float32", "float64"] = "float64", **options: Any,
+    folder: Path,
+    za: np.ndarray,
+    zb: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    dtype: Literal["float32", "float64"] = "float64",
+    **options: Any,
 ) -> Result:
     """Write the views (and labels) as .npy files and evaluate them with `evaluate_files`."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -105,14 +138,25 @@ def ref_view(z: np.ndarray) -> dict[str, Any]:
     l2 = float(u.std(0, ddof=1).mean())
     dead = int(np.sum(std <= max(0.01 * np.median(std), 1e-8)))
     return {
-        "std_mean": std.mean(), "std_min": std.min(), "std_median": np.median(std),
-        "dead_dims": dead, "dead_fraction": dead / d,
-        "effective_rank": rankme(sigma), "effective_rank_centered": rankme(sigma_c),
-        "rank_ratio": rankme(sigma) / m, "rank_ratio_centered": rankme(sigma_c) / min(n - 1, d),
-        "stable_rank": lam.sum() / lam.max(), "numerical_rank": rank, "alpha_req": alpha,
-        "l2_std": l2, "l2_std_ratio": l2 * math.sqrt(d),
+        "std_mean": std.mean(),
+        "std_min": std.min(),
+        "std_median": np.median(std),
+        "dead_dims": dead,
+        "dead_fraction": dead / d,
+        "effective_rank": rankme(sigma),
+        "effective_rank_centered": rankme(sigma_c),
+        "rank_ratio": rankme(sigma) / m,
+        "rank_ratio_centered": rankme(sigma_c) / min(n - 1, d),
+        "stable_rank": lam.sum() / lam.max(),
+        "numerical_rank": rank,
+        "alpha_req": alpha,
+        "l2_std": l2,
+        "l2_std_ratio": l2 * math.sqrt(d),
         "uniformity": math.log(np.mean(np.exp(-2 * pdist(u, "sqeuclidean")))),
-        "eigenvalues_top": lam[:10], "eigenvalues": lam, "std": std, "k": k,
+        "eigenvalues_top": lam[:10],
+        "eigenvalues": lam,
+        "std": std,
+        "k": k,
     }
 
 
@@ -128,10 +172,15 @@ def ref_pair(za: np.ndarray, zb: np.ndarray, labels: np.ndarray | None = None) -
     hits = [all(sim[i, i] > sim[i, j] for j in range(s) if j != i) for i in range(s)]
     out = {
         "alignment": np.mean(np.sum((ua - ub) ** 2, 1)),
-        "positive_cosine_mean": c.mean(), "positive_cosine_std": c.std(ddof=1),
-        "random_cosine_mean": rc.mean(), "random_cosine_std": rc.std(ddof=1),
-        "cosine_gap": c.mean() - rc.mean(), "retrieval_top1": np.mean(hits),
-        "retrieval_top1_chance": 1 / s, "positive_cosines": c, "random_cosines": rc,
+        "positive_cosine_mean": c.mean(),
+        "positive_cosine_std": c.std(ddof=1),
+        "random_cosine_mean": rc.mean(),
+        "random_cosine_std": rc.std(ddof=1),
+        "cosine_gap": c.mean() - rc.mean(),
+        "retrieval_top1": np.mean(hits),
+        "retrieval_top1_chance": 1 / s,
+        "positive_cosines": c,
+        "random_cosines": rc,
     }
     if labels is not None:
         k = min(20, s - 1)
@@ -155,8 +204,9 @@ def assert_close(got: Any, want: Any, rtol: float, atol: float = 0.0, key: str =
     elif isinstance(want, (int, np.integer)) and not isinstance(want, bool):
         assert got == want, key
     else:
-        np.testing.assert_allclose(np.asarray(got, dtype=float), np.asarray(want, dtype=float),
-                                   rtol=rtol, atol=atol, err_msg=key)
+        np.testing.assert_allclose(
+            np.asarray(got, dtype=float), np.asarray(want, dtype=float), rtol=rtol, atol=atol, err_msg=key
+        )
 
 
 def well_conditioned(rng: np.random.Generator, n: int, d: int, cond: float, offset: float = 0.0) -> np.ndarray:
@@ -181,31 +231,74 @@ def spec5() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 SPEC5_VIEWS = {
     "za": {
-        "std_mean": 0.9624712358, "std_min": 0.7744998726, "std_median": 0.9697379252,
-        "dead_dims": 0, "dead_fraction": 0.0, "effective_rank": 15.45406637,
-        "effective_rank_centered": 15.45553256, "rank_ratio": 0.9658791478,
-        "rank_ratio_centered": 0.9659707852, "stable_rank": 7.389172324, "numerical_rank": 16,
-        "alpha_req": 1.141706174, "l2_std": 0.2476249714, "l2_std_ratio": 0.9904998854,
+        "std_mean": 0.9624712358,
+        "std_min": 0.7744998726,
+        "std_median": 0.9697379252,
+        "dead_dims": 0,
+        "dead_fraction": 0.0,
+        "effective_rank": 15.45406637,
+        "effective_rank_centered": 15.45553256,
+        "rank_ratio": 0.9658791478,
+        "rank_ratio_centered": 0.9659707852,
+        "stable_rank": 7.389172324,
+        "numerical_rank": 16,
+        "alpha_req": 1.141706174,
+        "l2_std": 0.2476249714,
+        "l2_std_ratio": 0.9904998854,
         "uniformity": -3.493425467,
-        "eigenvalues_top": [2.036229181, 1.69134312, 1.517265501, 1.368273766, 1.161311517,
-                            1.088992612, 0.9712235213, 0.8810191795, 0.7740619182, 0.7209369296],
+        "eigenvalues_top": [
+            2.036229181,
+            1.69134312,
+            1.517265501,
+            1.368273766,
+            1.161311517,
+            1.088992612,
+            0.9712235213,
+            0.8810191795,
+            0.7740619182,
+            0.7209369296,
+        ],
     },
     "zb": {
-        "std_mean": 1.051771958, "std_min": 0.7747616755, "std_median": 1.051927889,
-        "dead_dims": 0, "dead_fraction": 0.0, "effective_rank": 15.41808619,
-        "effective_rank_centered": 15.40643987, "rank_ratio": 0.9636303867,
-        "rank_ratio_centered": 0.9629024916, "stable_rank": 7.190037448, "numerical_rank": 16,
-        "alpha_req": 1.145870486, "l2_std": 0.2478098007, "l2_std_ratio": 0.9912392029,
+        "std_mean": 1.051771958,
+        "std_min": 0.7747616755,
+        "std_median": 1.051927889,
+        "dead_dims": 0,
+        "dead_fraction": 0.0,
+        "effective_rank": 15.41808619,
+        "effective_rank_centered": 15.40643987,
+        "rank_ratio": 0.9636303867,
+        "rank_ratio_centered": 0.9629024916,
+        "stable_rank": 7.190037448,
+        "numerical_rank": 16,
+        "alpha_req": 1.145870486,
+        "l2_std": 0.2478098007,
+        "l2_std_ratio": 0.9912392029,
         "uniformity": -3.502938896,
-        "eigenvalues_top": [2.51249205, 2.021517382, 1.810960576, 1.755858372, 1.431824206,
-                            1.248176258, 1.146805391, 1.036479274, 0.8831973149, 0.8074648576],
+        "eigenvalues_top": [
+            2.51249205,
+            2.021517382,
+            1.810960576,
+            1.755858372,
+            1.431824206,
+            1.248176258,
+            1.146805391,
+            1.036479274,
+            0.8831973149,
+            0.8074648576,
+        ],
     },
 }
 SPEC5_PAIR = {
-    "alignment": 0.2671525782, "positive_cosine_mean": 0.8664237109,
-    "positive_cosine_std": 0.0702185806, "random_cosine_mean": -0.008548550432,
-    "random_cosine_std": 0.2599687639, "cosine_gap": 0.8749722613, "retrieval_top1": 0.984375,
-    "retrieval_top1_chance": 0.015625, "knn_top1": 0.234375,
+    "alignment": 0.2671525782,
+    "positive_cosine_mean": 0.8664237109,
+    "positive_cosine_std": 0.0702185806,
+    "random_cosine_mean": -0.008548550432,
+    "random_cosine_std": 0.2599687639,
+    "cosine_gap": 0.8749722613,
+    "retrieval_top1": 0.984375,
+    "retrieval_top1_chance": 0.015625,
+    "knn_top1": 0.234375,
 }
 
 
@@ -354,8 +447,9 @@ def test_sample_follows_spec_rule(tmp_path: Path) -> None:
     c = np.einsum("ij,ij->i", unit(za), unit(zb))
     assert got["pair"]["positive_cosine_std"] == pytest.approx(c.std(ddof=1), rel=1e-9)
     assert got["za"]["effective_rank"] == pytest.approx(ref_view(za)["effective_rank"], rel=1e-9)
-    np.testing.assert_allclose(result.arrays["pair.positive_cosines"],
-                               np.einsum("ij,ij->i", unit(za[idx]), unit(zb[idx])), rtol=1e-12)
+    np.testing.assert_allclose(
+        result.arrays["pair.positive_cosines"], np.einsum("ij,ij->i", unit(za[idx]), unit(zb[idx])), rtol=1e-12
+    )
 
 
 def test_knn_only_with_labels(tmp_path: Path) -> None:
@@ -368,8 +462,7 @@ def test_knn_tie_rules() -> None:
 
     # row 0's neighbours: rows 1 and 2 tie (same vector); k = 1 takes the earlier (row 1)
     u = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.6, 0.8], [0.0, 1.0]], dtype=torch.float64)
-    assert pairs.knn_top1(u, np.array([5, 5, 7, 7]), k=1) == pytest.approx(
-        np.mean([True, False, False, False]))
+    assert pairs.knn_top1(u, np.array([5, 5, 7, 7]), k=1) == pytest.approx(np.mean([True, False, False, False]))
     # vote ties (one 3, one 9 among k = 2) go to the smallest label: rows 0 and 2 right
     u = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.8, -0.6]], dtype=torch.float64)
     assert pairs.knn_top1(u, np.array([3, 9, 3]), k=2) == pytest.approx(2 / 3)
@@ -481,24 +574,45 @@ def _case(name: str) -> tuple[np.ndarray, np.ndarray]:
 #  alpha_req, dead_dims, status, finding rules); None: not pinned (see the note above)
 TABLE: dict[str, tuple[Any, ...]] = {
     "a": ("0.9999", "1", "63.87", "63.87", "0.998", "0.144", 0, "healthy", []),
-    "b": ("1.0e-6", "2.4e-4", "1.000", "63.88", "0.998", "0.143", 0, "complete_collapse",
-          ["complete_collapse", "complete_collapse"]),
-    "c4": ("0.940", None, "4.001", "4.001", "0.0625", None, 0, "dimensional_collapse",
-           ["dimensional_collapse", "dimensional_collapse"]),
-    "c16": ("0.991", "0.999", "15.99", "15.99", "0.250", "16.7", 0, "healthy",
-            ["low_rank", "low_rank"]),
+    "b": (
+        "1.0e-6",
+        "2.4e-4",
+        "1.000",
+        "63.88",
+        "0.998",
+        "0.143",
+        0,
+        "complete_collapse",
+        ["complete_collapse", "complete_collapse"],
+    ),
+    "c4": (
+        "0.940",
+        None,
+        "4.001",
+        "4.001",
+        "0.0625",
+        None,
+        0,
+        "dimensional_collapse",
+        ["dimensional_collapse", "dimensional_collapse"],
+    ),
+    "c16": ("0.991", "0.999", "15.99", "15.99", "0.250", "16.7", 0, "healthy", ["low_rank", "low_rank"]),
     "d1": ("0.991", "1", "54.86", "54.86", "0.857", "1.019", 0, "healthy", []),
     "d2": ("0.953", None, "29.06", "29.06", "0.454", "2.008", 0, "healthy", []),
-    "e": ("0.0099", "1", "1.754", "63.87", "0.998", "0.144", 0, "healthy",
-          ["common_offset", "common_offset"]),
+    "e": ("0.0099", "1", "1.754", "63.87", "0.998", "0.144", 0, "healthy", ["common_offset", "common_offset"]),
     "f-3": ("0.9999", "1", "63.87", "63.87", "0.998", "0.144", 0, "healthy", []),
     "f+3": ("0.9999", "1", "63.87", "63.87", "0.998", "0.144", 0, "healthy", []),
-    "g": ("0.935", "1", "55.91", "55.91", "0.874", "0.142", 8, "healthy",
-          ["dead_dims", "dead_dims"]),
+    "g": ("0.935", "1", "55.91", "55.91", "0.874", "0.142", 8, "healthy", ["dead_dims", "dead_dims"]),
     "h": ("0.9999", "2.4e-4", "63.87", "63.87", "0.998", "0.144", 0, "unaligned", ["unaligned"]),
 }
-TABLE_KEYS = ("l2_std_ratio", "retrieval_top1", "effective_rank", "effective_rank_centered",
-              "rank_ratio_centered", "alpha_req")
+TABLE_KEYS = (
+    "l2_std_ratio",
+    "retrieval_top1",
+    "effective_rank",
+    "effective_rank_centered",
+    "rank_ratio_centered",
+    "alpha_req",
+)
 
 
 def printed(value: float, text: str) -> bool:
@@ -559,13 +673,21 @@ def test_spec4_qualitative(cases: dict[tuple[str, str], Result]) -> None:
         lam = np.asarray(get[name]["za"]["eigenvalues"])
         assert rankme(lam) == pytest.approx(on_eigenvalues, abs=0.05)
     # f: scale-free
-    for key in ("l2_std_ratio", "rank_ratio", "rank_ratio_centered", "stable_rank", "alpha_req",
-                "dead_dims", "uniformity"):
+    for key in (
+        "l2_std_ratio",
+        "rank_ratio",
+        "rank_ratio_centered",
+        "stable_rank",
+        "alpha_req",
+        "dead_dims",
+        "uniformity",
+    ):
         for scaled in ("f-3", "f+3"):
             assert get[scaled]["za"][key] == pytest.approx(get["a"]["za"][key], rel=1e-9), key
     # e: offset-free in the centred spectrum, not in l2 / cosines
     assert get["e"]["za"]["effective_rank_centered"] == pytest.approx(
-        get["a"]["za"]["effective_rank_centered"], rel=1e-9)
+        get["a"]["za"]["effective_rank_centered"], rel=1e-9
+    )
     assert get["e"]["za"]["eigenvalues"] == pytest.approx(get["a"]["za"]["eigenvalues"], rel=1e-9)
 
 
@@ -590,8 +712,9 @@ def test_rank_one_reads_the_epsilon_floor(tmp_path: Path) -> None:
     assert f"{got['effective_rank']:.6f}" == "1.000101"
     assert got["alpha_req"] is None  # r = 1 < 3
     assert result.verdict["status"] == "dimensional_collapse"
-    assert any(f["rule"] == "undefined" and f["metric"] == "diagnostics.za.alpha_req"
-               for f in result.verdict["findings"])
+    assert any(
+        f["rule"] == "undefined" and f["metric"] == "diagnostics.za.alpha_req" for f in result.verdict["findings"]
+    )
 
 
 def test_two_antipodal_points_have_no_one_over_n_floor(tmp_path: Path) -> None:
@@ -652,18 +775,49 @@ def test_alpha_short_range_falls_back_to_k_from_1(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # Invariances (hypothesis)
 
-EXACT = ["std_mean", "std_min", "std_median", "dead_dims", "effective_rank",
-         "effective_rank_centered", "rank_ratio", "rank_ratio_centered", "stable_rank",
-         "numerical_rank", "alpha_req", "l2_std", "l2_std_ratio", "eigenvalues"]
-ROTATION_FREE = ["effective_rank", "effective_rank_centered", "rank_ratio", "rank_ratio_centered",
-                 "stable_rank", "numerical_rank", "alpha_req", "uniformity",
-                 "eigenvalues"]
-SCALE_FREE = ["dead_dims", "dead_fraction", "effective_rank", "effective_rank_centered",
-              "rank_ratio", "rank_ratio_centered", "stable_rank", "numerical_rank", "alpha_req",
-              "l2_std", "l2_std_ratio", "uniformity"]
+EXACT = [
+    "std_mean",
+    "std_min",
+    "std_median",
+    "dead_dims",
+    "effective_rank",
+    "effective_rank_centered",
+    "rank_ratio",
+    "rank_ratio_centered",
+    "stable_rank",
+    "numerical_rank",
+    "alpha_req",
+    "l2_std",
+    "l2_std_ratio",
+    "eigenvalues",
+]
+ROTATION_FREE = [
+    "effective_rank",
+    "effective_rank_centered",
+    "rank_ratio",
+    "rank_ratio_centered",
+    "stable_rank",
+    "numerical_rank",
+    "alpha_req",
+    "uniformity",
+    "eigenvalues",
+]
+SCALE_FREE = [
+    "dead_dims",
+    "dead_fraction",
+    "effective_rank",
+    "effective_rank_centered",
+    "rank_ratio",
+    "rank_ratio_centered",
+    "stable_rank",
+    "numerical_rank",
+    "alpha_req",
+    "l2_std",
+    "l2_std_ratio",
+    "uniformity",
+]
 PAIR_ALL = [*PAIR_KEYS, "knn_top1"]
-hsettings = settings(max_examples=8, deadline=None,
-                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+hsettings = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 shapes = st.tuples(st.integers(12, 60), st.integers(3, 20), st.integers(0, 2**16))
 
 
@@ -687,8 +841,7 @@ def test_row_permutation(tmp_path: Path, shape: tuple[int, int, int]) -> None:
     one, two = diag(run(tmp_path / "1", za, zb)), diag(run(tmp_path / "2", za[perm], zb[perm]))
     for view in ("za", "zb"):
         same(one[view], two[view], [*EXACT, "uniformity"])
-    same(one["pair"], two["pair"], ["alignment", "positive_cosine_mean", "positive_cosine_std",
-                                    "retrieval_top1"])
+    same(one["pair"], two["pair"], ["alignment", "positive_cosine_mean", "positive_cosine_std", "retrieval_top1"])
 
 
 @hsettings
@@ -716,8 +869,9 @@ def test_global_scaling(tmp_path: Path, shape: tuple[int, int, int], scale: floa
     for view in ("za", "zb"):
         same(one[view], two[view], SCALE_FREE)
         assert_close(two[view]["std_mean"], scale * one[view]["std_mean"], rtol=1e-9)
-        assert_close(two[view]["eigenvalues"], np.multiply(scale**2, one[view]["eigenvalues"]),
-                     rtol=1e-9, atol=1e-12 * scale**2)
+        assert_close(
+            two[view]["eigenvalues"], np.multiply(scale**2, one[view]["eigenvalues"]), rtol=1e-9, atol=1e-12 * scale**2
+        )
     same(one["pair"], two["pair"], PAIR_ALL)
     assert r1.verdict["status"] == r2.verdict["status"]
 
@@ -725,7 +879,10 @@ def test_global_scaling(tmp_path: Path, shape: tuple[int, int, int], scale: floa
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.integers(2, 97), st.integers(1, 300), st.booleans())
 def test_batch_and_chunk_sizes_change_nothing(
-    tmp_path: Path, batch: int, chunk: int, contrastive: bool,
+    tmp_path: Path,
+    batch: int,
+    chunk: int,
+    contrastive: bool,
 ) -> None:
     rng = np.random.default_rng(batch * 1000 + chunk)
     za = rng.standard_normal((420, 10)) + 2.0
@@ -733,8 +890,7 @@ def test_batch_and_chunk_sizes_change_nothing(
     labels = rng.integers(0, 4, 420)
     base = run(tmp_path / "1", za, zb, labels, sample_size=150)
     losses = ("vicreg", "nt_xent") if contrastive else FAST  # nt_xent keeps every row in memory
-    other = run(tmp_path / "2", za, zb, labels, sample_size=150, batch_size=batch,
-                chunk_rows=chunk, losses=losses)
+    other = run(tmp_path / "2", za, zb, labels, sample_size=150, batch_size=batch, chunk_rows=chunk, losses=losses)
     one, two = diag(base), diag(other)
     for view in ("za", "zb"):
         same(one[view], two[view], VIEW_KEYS)
@@ -762,10 +918,15 @@ def test_unknown_threshold_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_default_thresholds_are_the_spec() -> None:
     assert DEFAULT_THRESHOLDS == {
-        "complete_l2_std_ratio": 0.1, "complete_retrieval_min": 0.05,
-        "complete_retrieval_chance_factor": 5.0, "dimensional_rank_ratio_centered": 0.1,
-        "unaligned_cosine_gap": 0.1, "warn_rank_ratio_centered": 0.3, "warn_dead_dims": 0.0,
-        "dead_rel": 0.01, "dead_abs": 1e-8,
+        "complete_l2_std_ratio": 0.1,
+        "complete_retrieval_min": 0.05,
+        "complete_retrieval_chance_factor": 5.0,
+        "dimensional_rank_ratio_centered": 0.1,
+        "unaligned_cosine_gap": 0.1,
+        "warn_rank_ratio_centered": 0.3,
+        "warn_dead_dims": 0.0,
+        "dead_rel": 0.01,
+        "dead_abs": 1e-8,
     }
 
 
@@ -786,8 +947,10 @@ def test_dead_threshold_overrides(tmp_path: Path) -> None:
     assert diag(run(tmp_path / "2", za, zb, thresholds={"dead_rel": 0.05}))["za"]["dead_dims"] == 2
     result = run(tmp_path / "3", za, zb, thresholds={"dead_abs": 10.0})
     assert diag(result)["za"]["dead_dims"] == 10
-    assert not any(f["rule"] == "dead_dims" for f in run(
-        tmp_path / "4", za, zb, thresholds={"warn_dead_dims": 1}).verdict["findings"])
+    assert not any(
+        f["rule"] == "dead_dims"
+        for f in run(tmp_path / "4", za, zb, thresholds={"warn_dead_dims": 1}).verdict["findings"]
+    )
 
 
 def test_finding_paths_resolve(cases: dict[tuple[str, str], Result]) -> None:

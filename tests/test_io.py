@@ -27,8 +27,7 @@ from sslcheck.io.shards import natural_key
 N, D = 23, 5
 ROWS = [1, 4, 7, N, N + 9]  # 1, sizes not dividing N, exactly N, more than N
 FLOATS = ["float16", "float32", "float64"]
-CHUNK_DTYPE = {"float16": np.float16, "bfloat16": np.float32, "float32": np.float32,
-               "float64": np.float64}
+CHUNK_DTYPE = {"float16": np.float16, "bfloat16": np.float32, "float32": np.float32, "float64": np.float64}
 
 
 def read_all(src: ArraySource, rows: int) -> np.ndarray:
@@ -81,8 +80,7 @@ def write(tmp_path: Path, kind: str, t: torch.Tensor, name: str = "z") -> tuple[
         if t.dtype == torch.bfloat16:
             safetensors.torch.save_file({"za": t, "zb": t.clone()}, p)
         else:
-            safetensors.numpy.save_file({"za": t.numpy(), "zb": t.numpy()}, p,
-                                        metadata={"epoch": "3"})
+            safetensors.numpy.save_file({"za": t.numpy(), "zb": t.numpy()}, p, metadata={"epoch": "3"})
         return p, "za"
     raise AssertionError(kind)
 
@@ -110,10 +108,12 @@ def _write_numpy(tmp_path: Path, kind: str, a: np.ndarray, name: str) -> tuple[P
 
 CASES = (
     [(k, dt) for k in ("npy", "npy_fortran", "npy_bigendian") for dt in FLOATS]
-    + [(k, dt) for k in ("npz_stored", "npz_compressed", "npz_stored_fortran",
-                         "npz_compressed_fortran") for dt in FLOATS]
-    + [(k, dt) for k in ("pt", "pt_dict", "pt_legacy", "pt_transposed")
-       for dt in [*FLOATS, "bfloat16"]]
+    + [
+        (k, dt)
+        for k in ("npz_stored", "npz_compressed", "npz_stored_fortran", "npz_compressed_fortran")
+        for dt in FLOATS
+    ]
+    + [(k, dt) for k in ("pt", "pt_dict", "pt_legacy", "pt_transposed") for dt in [*FLOATS, "bfloat16"]]
     + [("safetensors", dt) for dt in [*FLOATS, "bfloat16"]]
 )
 
@@ -129,8 +129,9 @@ def test_chunks_reassemble_the_array_exactly(tmp_path: Path, kind: str, dtype: s
         np.testing.assert_array_equal(read_all(src, rows), expected(t), strict=True)
 
 
-@pytest.mark.parametrize(("kind", "fmt"), [("npy", "npy"), ("npz_stored", "npz"),
-                                           ("pt", "pt"), ("safetensors", "safetensors")])
+@pytest.mark.parametrize(
+    ("kind", "fmt"), [("npy", "npy"), ("npz_stored", "npz"), ("pt", "pt"), ("safetensors", "safetensors")]
+)
 def test_format_and_label(tmp_path: Path, kind: str, fmt: str) -> None:
     path, key = write(tmp_path, kind, tensor("float32"))
     src = open_array(str(path), key)
@@ -167,7 +168,7 @@ def test_chunk_buffers_are_reused_but_values_are_right(tmp_path: Path) -> None:
     t = tensor("float64")
     path, _ = write(tmp_path, "npy", t)
     for start, block in zip(range(0, N, 4), open_array(path).chunks(4), strict=True):
-        np.testing.assert_array_equal(block, t.numpy()[start:start + 4])
+        np.testing.assert_array_equal(block, t.numpy()[start : start + 4])
 
 
 def test_rows_must_be_positive(tmp_path: Path) -> None:
@@ -226,14 +227,15 @@ def test_open_pair_single_npy(tmp_path: Path) -> None:
 
 def test_natural_key() -> None:
     names = ["part-10.npy", "part-2.npy", "part-1.npy", "part-1b.npy", "a.npy"]
-    assert sorted(names, key=natural_key) == [
-        "a.npy", "part-1.npy", "part-1b.npy", "part-2.npy", "part-10.npy"]
+    assert sorted(names, key=natural_key) == ["a.npy", "part-1.npy", "part-1b.npy", "part-2.npy", "part-10.npy"]
 
 
 def _write_shards(folder: Path, sizes: list[int], d: int = D) -> np.ndarray:
     folder.mkdir(parents=True, exist_ok=True)
-    parts = [np.full((s, d), i, dtype=np.float32) + np.arange(s * d, dtype=np.float32).reshape(s, d)
-             / 1000 for i, s in enumerate(sizes)]
+    parts = [
+        np.full((s, d), i, dtype=np.float32) + np.arange(s * d, dtype=np.float32).reshape(s, d) / 1000
+        for i, s in enumerate(sizes)
+    ]
     for i, part in enumerate(parts):
         np.save(folder / f"part-{i}.npy", part)
     return np.concatenate(parts)
@@ -263,8 +265,7 @@ def test_shards_by_glob(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_all(src, 6), want)
 
 
-@pytest.mark.parametrize("kind", ["npz_stored", "npz_compressed", "pt_dict", "pt",
-                                  "safetensors"])
+@pytest.mark.parametrize("kind", ["npz_stored", "npz_compressed", "pt_dict", "pt", "safetensors"])
 def test_shards_of_containers_pass_the_key_through(tmp_path: Path, kind: str) -> None:
     folder = tmp_path / "emb"
     folder.mkdir()
@@ -297,14 +298,17 @@ def test_labels_npy_and_txt(tmp_path: Path) -> None:
     np.testing.assert_array_equal(load_labels(str(tmp_path / "y.txt"), 3), [3, -1, 2])
 
 
-@pytest.mark.parametrize(("content", "match"), [
-    (np.array([0.5, 1.0, 2.0]), "labels must be integers, got dtype float64"),
-    (np.array(["a", "b", "c"]), "labels must be integers"),
-    (np.array([True, False, True]), "labels must be integers, got dtype bool"),
-    (np.zeros((3, 1), dtype=np.int64), r"1-D \[N\] array, got shape \(3, 1\)"),
-    (np.arange(4), "4 labels but the embeddings have N = 3 rows"),
-    (np.array([1, "x", None], dtype=object), "pickle.*Save the labels as an integer array"),
-])
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (np.array([0.5, 1.0, 2.0]), "labels must be integers, got dtype float64"),
+        (np.array(["a", "b", "c"]), "labels must be integers"),
+        (np.array([True, False, True]), "labels must be integers, got dtype bool"),
+        (np.zeros((3, 1), dtype=np.int64), r"1-D \[N\] array, got shape \(3, 1\)"),
+        (np.arange(4), "4 labels but the embeddings have N = 3 rows"),
+        (np.array([1, "x", None], dtype=object), "pickle.*Save the labels as an integer array"),
+    ],
+)
 def test_bad_labels_npy(tmp_path: Path, content: np.ndarray, match: str) -> None:
     path = tmp_path / "y.npy"
     np.save(path, content, allow_pickle=True)
@@ -313,12 +317,15 @@ def test_bad_labels_npy(tmp_path: Path, content: np.ndarray, match: str) -> None
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize(("text", "match"), [
-    ("1\n2.0\n3\n", r"line 2: '2\.0' is not an integer"),
-    ("1\ncat\n3\n", r"line 2: 'cat' is not an integer"),
-    ("1\n\n3\n", "line 2: '' is not an integer"),
-    ("1\n2\n", "2 labels but the embeddings have N = 3"),
-])
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("1\n2.0\n3\n", r"line 2: '2\.0' is not an integer"),
+        ("1\ncat\n3\n", r"line 2: 'cat' is not an integer"),
+        ("1\n\n3\n", "line 2: '' is not an integer"),
+        ("1\n2\n", "2 labels but the embeddings have N = 3"),
+    ],
+)
 def test_bad_labels_txt(tmp_path: Path, text: str, match: str) -> None:
     path = tmp_path / "y.txt"
     path.write_text(text)
@@ -461,12 +468,15 @@ def test_safetensors_truncated_and_garbage_header(tmp_path: Path) -> None:
     _raises(path, "malformed safetensors header", "za")
 
 
-@pytest.mark.parametrize(("shape", "match"), [
-    ((N,), r"2-D \[N, D\] array, got 1-D"),
-    ((4, 3, 2), r"got 3-D shape \(4, 3, 2\)"),
-    ((0, 5), r"empty \(shape \(0, 5\)\)"),
-    ((5, 0), r"empty \(shape \(5, 0\)\)"),
-])
+@pytest.mark.parametrize(
+    ("shape", "match"),
+    [
+        ((N,), r"2-D \[N, D\] array, got 1-D"),
+        ((4, 3, 2), r"got 3-D shape \(4, 3, 2\)"),
+        ((0, 5), r"empty \(shape \(0, 5\)\)"),
+        ((5, 0), r"empty \(shape \(5, 0\)\)"),
+    ],
+)
 @pytest.mark.parametrize("kind", ["npy", "npz_stored", "pt", "safetensors"])
 def test_bad_shape(tmp_path: Path, kind: str, shape: tuple[int, ...], match: str) -> None:
     t = torch.zeros(shape, dtype=torch.float32)
@@ -489,10 +499,16 @@ def _write_any(tmp_path: Path, kind: str, t: torch.Tensor) -> tuple[Path, str | 
     return tmp_path / "z.safetensors", "za"
 
 
-@pytest.mark.parametrize(("dtype", "name"), [
-    (torch.int64, "int64"), (torch.int32, "int32"), (torch.uint8, "uint8"), (torch.bool, "bool"),
-    (torch.complex64, "complex64"),
-])
+@pytest.mark.parametrize(
+    ("dtype", "name"),
+    [
+        (torch.int64, "int64"),
+        (torch.int32, "int32"),
+        (torch.uint8, "uint8"),
+        (torch.bool, "bool"),
+        (torch.complex64, "complex64"),
+    ],
+)
 @pytest.mark.parametrize("kind", ["npy", "npz_stored", "pt", "safetensors"])
 def test_non_float_dtype(tmp_path: Path, kind: str, dtype: torch.dtype, name: str) -> None:
     if kind == "safetensors" and dtype == torch.complex64:
@@ -514,8 +530,7 @@ def test_several_arrays_without_key(tmp_path: Path) -> None:
     _raises(tmp_path / "z.npz", r"holds 3 arrays \(za, zb, ids\); choose one with --key")
     torch.save({"za": torch.zeros(3, 3), "zb": torch.zeros(3, 3)}, tmp_path / "z.pt")
     _raises(tmp_path / "z.pt", r"holds 2 arrays \(za, zb\)")
-    safetensors.numpy.save_file({"zb": np.zeros((3, 3)), "za": np.zeros((3, 3))},
-                                tmp_path / "z.safetensors")
+    safetensors.numpy.save_file({"zb": np.zeros((3, 3)), "za": np.zeros((3, 3))}, tmp_path / "z.safetensors")
     _raises(tmp_path / "z.safetensors", r"holds 2 arrays \(za, zb\)")
 
 
@@ -643,8 +658,7 @@ def test_payload_is_live(tmp_path: Path) -> None:
 def test_malicious_pt_is_refused(tmp_path: Path, legacy: bool) -> None:
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
-    torch.save({"za": torch.zeros(4, 3), "x": Payload(marker)}, path,
-               _use_new_zipfile_serialization=not legacy)
+    torch.save({"za": torch.zeros(4, 3), "x": Payload(marker)}, path, _use_new_zipfile_serialization=not legacy)
     _raises(path, "holds pickled Python objects that sslcheck will not execute", "za")
     assert not marker.exists()
 
@@ -675,6 +689,11 @@ def test_malicious_npy_and_npz_are_refused(tmp_path: Path) -> None:
 
 def test_importing_io_does_not_import_torch() -> None:
     code = "import sys, sslcheck.io; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
     assert out.stdout.strip() == "False"

@@ -156,7 +156,9 @@ def test_nt_xent_row_blocks_change_nothing(block_elems: int) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    n=st.integers(2, 12), d=st.integers(2, 20), seed=st.integers(0, 2**32 - 1),
+    n=st.integers(2, 12),
+    d=st.integers(2, 20),
+    seed=st.integers(0, 2**32 - 1),
     scale=st.sampled_from([1e-2, 1.0, 30.0]),
 )
 def test_random_shapes_every_flavor(n: int, d: int, seed: int, scale: float) -> None:
@@ -199,19 +201,35 @@ def test_quadra_bug_ignores_za_and_is_nan_on_a_constant_column() -> None:
 # --- spec §5 reference values ---------------------------------------------------------------
 
 SPEC_VALUES: dict[tuple[str, str], dict[str, float]] = {
-    **{("vicreg", f): {"invariance": 0.28476280128, "variance": 0.09950453283,
-                       "covariance": 5.47987465050, "total": 15.086558003} for f in ("paper", "lightly")},
-    **{("vicreg", f): {"invariance": 0.28476280128, "variance": 0.19900906567,
-                       "covariance": 5.47987465050, "total": 17.574171324} for f in ("solo-learn", "quadra")},
+    **{
+        ("vicreg", f): {
+            "invariance": 0.28476280128,
+            "variance": 0.09950453283,
+            "covariance": 5.47987465050,
+            "total": 15.086558003,
+        }
+        for f in ("paper", "lightly")
+    },
+    **{
+        ("vicreg", f): {
+            "invariance": 0.28476280128,
+            "variance": 0.19900906567,
+            "covariance": 5.47987465050,
+            "total": 17.574171324,
+        }
+        for f in ("solo-learn", "quadra")
+    },
     ("vicreg", "tf-similarity"): {"variance": 0.12434915101, "total": 15.707673458},
     ("vicreg", "edifice"): {"variance": 0.24869830202, "total": 18.816402233},
     ("barlow", "paper"): {"on_diagonal": 0.30947706596, "off_diagonal": 37.974672396, "total": 0.50314789518},
     ("barlow", "lightly"): {"on_diagonal": 0.30947706596, "off_diagonal": 37.974672396, "total": 0.49935042794},
     # solo-learn: the paper's terms, lambda 0.0051, x scale 0.024 (§2 table)
-    ("barlow", "solo-learn"): {"on_diagonal": 0.30947706596, "off_diagonal": 37.974672396,
-                               "total": 0.024 * 0.50314789518},
-    ("barlow", "tf-similarity"): {"on_diagonal": 0.30942529626, "off_diagonal": 37.975686387,
-                                  "total": 0.49930372820},
+    ("barlow", "solo-learn"): {
+        "on_diagonal": 0.30947706596,
+        "off_diagonal": 37.974672396,
+        "total": 0.024 * 0.50314789518,
+    },
+    ("barlow", "tf-similarity"): {"on_diagonal": 0.30942529626, "off_diagonal": 37.975686387, "total": 0.49930372820},
     ("barlow", "edifice"): {"total": 0.4997708736},
     ("barlow", "quadra"): {"total": 1.1522839886641},
     ("nt_xent", "paper"): {"total": 0.06074520605},
@@ -251,12 +269,14 @@ def test_spec_nt_xent_tf_similarity_is_twice_the_mean_at_its_tau() -> None:
     assert float(nt_xent(za, zb, p)) == pytest.approx(2 * mean, rel=1e-14)
 
 
-@pytest.mark.parametrize("tau,value", [(0.5, 1.3090208148555), (0.2, 0.3111511831),
-                                       (0.1, 0.03037260302), (1.0, 1.938539406)])
+@pytest.mark.parametrize(
+    "tau,value", [(0.5, 1.3090208148555), (0.2, 0.3111511831), (0.1, 0.03037260302), (1.0, 1.938539406)]
+)
 def test_spec_nt_xent_mean_over_2n(tau: float, value: float) -> None:
     za, zb = spec_reference_input()
-    assert float(nt_xent(za, zb, NTXentParams(tau=tau, reduction="mean", normalize="torch"))) == \
-        pytest.approx(value, rel=1e-9)
+    assert float(nt_xent(za, zb, NTXentParams(tau=tau, reduction="mean", normalize="torch"))) == pytest.approx(
+        value, rel=1e-9
+    )
 
 
 def test_spec_std_of_normalized_rows() -> None:
@@ -269,8 +289,17 @@ def test_spec_std_of_normalized_rows() -> None:
 # --- hand-computed cases --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("flavor,total", [("paper", 24.75), ("lightly", 24.75), ("tf-similarity", 24.75),
-                                          ("solo-learn", 49.5), ("quadra", 49.5), ("edifice", 49.5)])
+@pytest.mark.parametrize(
+    "flavor,total",
+    [
+        ("paper", 24.75),
+        ("lightly", 24.75),
+        ("tf-similarity", 24.75),
+        ("solo-learn", 49.5),
+        ("quadra", 49.5),
+        ("edifice", 49.5),
+    ],
+)
 def test_vicreg_complete_collapse(flavor: str, total: float) -> None:
     z = torch.full((5, 3), 0.25, dtype=torch.float64)
     got = vicreg_terms(z, z.clone(), resolve_params("vicreg", flavor))
@@ -357,8 +386,9 @@ def test_leading_batch_dims_give_one_value_per_batch() -> None:
             for i in range(3):
                 for term, value in terms_of(za[i], zb[i]).items():
                     torch.testing.assert_close(stacked[term][i], value, rtol=1e-12, atol=0)
-        torch.testing.assert_close(nt_xent(za, zb), torch.stack([nt_xent(za[i], zb[i]) for i in range(3)]),
-                                   rtol=1e-12, atol=0)
+        torch.testing.assert_close(
+            nt_xent(za, zb), torch.stack([nt_xent(za[i], zb[i]) for i in range(3)]), rtol=1e-12, atol=0
+        )
 
 
 # --- differentiability ----------------------------------------------------------------------
@@ -416,22 +446,36 @@ def test_resolve_params_presets_are_the_flavor_table() -> None:
     assert params_dict(resolve_params("barlow", "edifice"))["eps"] == 1e-4
     assert params_dict(resolve_params("nt_xent", "quadra"))["tau"] == 1.0
     assert set(params_dict(resolve_params("vicreg", "paper"))) == {
-        "lambda", "mu", "nu", "gamma", "eps", "var_ddof", "var_views"}
+        "lambda",
+        "mu",
+        "nu",
+        "gamma",
+        "eps",
+        "var_ddof",
+        "var_views",
+    }
     assert {"lambda", "scale", "margin", "norm", "eps"} <= set(params_dict(resolve_params("barlow", "paper")))
     assert set(params_dict(resolve_params("nt_xent", "paper"))) == {"tau", "reduction", "normalize"}
 
 
-@pytest.mark.parametrize("loss,flavor,overrides,expected", [
-    ("vicreg", "paper", {"mu": "50"}, {"mu": 50.0}),
-    ("vicreg", "paper", {"lambda": "1e-3", "nu": "2"}, {"lambda_": 1e-3, "nu": 2.0}),
-    ("vicreg", "lightly", {"var_ddof": "0", "var_views": "sum"}, {"var_ddof": 0, "var_views": "sum"}),
-    ("vicreg", "paper", {"eps": "0"}, {"eps": 0.0}),
-    ("barlow", "paper", {"norm": "tf", "margin": "1e-12"}, {"norm": "tf", "margin": 1e-12}),
-    ("barlow", "quadra", {"quadra_bug": "false"}, {"quadra_bug": False}),
-    ("barlow", "paper", {"quadra_bug": "True"}, {"quadra_bug": True}),
-    ("nt_xent", "paper", {"tau": "0.2", "reduction": "mean", "normalize": "nx"},
-     {"tau": 0.2, "reduction": "mean", "normalize": "nx"}),
-])
+@pytest.mark.parametrize(
+    "loss,flavor,overrides,expected",
+    [
+        ("vicreg", "paper", {"mu": "50"}, {"mu": 50.0}),
+        ("vicreg", "paper", {"lambda": "1e-3", "nu": "2"}, {"lambda_": 1e-3, "nu": 2.0}),
+        ("vicreg", "lightly", {"var_ddof": "0", "var_views": "sum"}, {"var_ddof": 0, "var_views": "sum"}),
+        ("vicreg", "paper", {"eps": "0"}, {"eps": 0.0}),
+        ("barlow", "paper", {"norm": "tf", "margin": "1e-12"}, {"norm": "tf", "margin": 1e-12}),
+        ("barlow", "quadra", {"quadra_bug": "false"}, {"quadra_bug": False}),
+        ("barlow", "paper", {"quadra_bug": "True"}, {"quadra_bug": True}),
+        (
+            "nt_xent",
+            "paper",
+            {"tau": "0.2", "reduction": "mean", "normalize": "nx"},
+            {"tau": 0.2, "reduction": "mean", "normalize": "nx"},
+        ),
+    ],
+)
 def test_set_overrides(loss: str, flavor: str, overrides: dict[str, str], expected: dict[str, object]) -> None:
     preset = resolve_params(loss, flavor)
     p = resolve_params(loss, flavor, overrides)
@@ -449,24 +493,27 @@ def test_set_override_changes_the_value() -> None:
     assert float(vicreg(za, zb, p)) == pytest.approx(15.086558003 + 25 * 0.09950453283, rel=1e-9)
 
 
-@pytest.mark.parametrize("loss,overrides,match", [
-    ("vicreg", {"alpha": "1"}, "unknown parameter"),
-    ("vicreg", {"lambda_": "1"}, "unknown parameter"),
-    ("nt_xent", {"temperature": "0.5"}, "unknown parameter"),
-    ("vicreg", {"mu": "abc"}, "expected a number"),
-    ("vicreg", {"mu": "nan"}, "finite"),
-    ("vicreg", {"mu": "inf"}, "finite"),
-    ("vicreg", {"var_ddof": "2"}, "expected one of"),
-    ("vicreg", {"var_ddof": "one"}, "expected one of"),
-    ("vicreg", {"var_views": "median"}, "expected one of"),
-    ("vicreg", {"eps": "-1e-4"}, ">= 0"),
-    ("barlow", {"norm": "layer"}, "expected one of"),
-    ("barlow", {"quadra_bug": "maybe"}, "true or false"),
-    ("nt_xent", {"tau": "0"}, "> 0"),
-    ("nt_xent", {"tau": "-0.1"}, "> 0"),
-    ("nt_xent", {"reduction": "sum"}, "expected one of"),
-    ("nt_xent", {"normalize": "l2"}, "expected one of"),
-])
+@pytest.mark.parametrize(
+    "loss,overrides,match",
+    [
+        ("vicreg", {"alpha": "1"}, "unknown parameter"),
+        ("vicreg", {"lambda_": "1"}, "unknown parameter"),
+        ("nt_xent", {"temperature": "0.5"}, "unknown parameter"),
+        ("vicreg", {"mu": "abc"}, "expected a number"),
+        ("vicreg", {"mu": "nan"}, "finite"),
+        ("vicreg", {"mu": "inf"}, "finite"),
+        ("vicreg", {"var_ddof": "2"}, "expected one of"),
+        ("vicreg", {"var_ddof": "one"}, "expected one of"),
+        ("vicreg", {"var_views": "median"}, "expected one of"),
+        ("vicreg", {"eps": "-1e-4"}, ">= 0"),
+        ("barlow", {"norm": "layer"}, "expected one of"),
+        ("barlow", {"quadra_bug": "maybe"}, "true or false"),
+        ("nt_xent", {"tau": "0"}, "> 0"),
+        ("nt_xent", {"tau": "-0.1"}, "> 0"),
+        ("nt_xent", {"reduction": "sum"}, "expected one of"),
+        ("nt_xent", {"normalize": "l2"}, "expected one of"),
+    ],
+)
 def test_set_rejects(loss: str, overrides: dict[str, str], match: str) -> None:
     with pytest.raises(UsageError, match=match):
         resolve_params(loss, "paper", overrides)

@@ -142,8 +142,7 @@ def test_solo_barlow(solo: Any, n: int, d: int) -> None:
 @pytest.mark.parametrize("tau", [0.1, 0.5, 0.2])
 def test_solo_nt_xent(solo: Any, tau: float, n: int, d: int) -> None:
     za, zb = inputs(n, d, 9)
-    check(ours("nt_xent", "solo-learn", za, zb, tau=str(tau)),
-          solo.simclr.simclr_loss_func(za, zb, temperature=tau))
+    check(ours("nt_xent", "solo-learn", za, zb, tau=str(tau)), solo.simclr.simclr_loss_func(za, zb, temperature=tau))
 
 
 def test_solo_nt_xent_default_tau_is_the_preset(solo: Any) -> None:
@@ -181,8 +180,9 @@ def test_quadra_nt_xent(quadra: Any, tau: float, n: int, d: int) -> None:
     exact value at tau 1 on §5 (spec §3), so rtol 1e-7 here. The offset is absolute, so it grows
     as the row sums shrink: at N = 2 it reaches 1e-6 .. 1e-5 relative (next test)."""
     za, zb = inputs(n, d, 12)
-    check(ours("nt_xent", "quadra", za, zb, tau=str(tau)),
-          quadra.simclr.simclr_loss(za, zb, temperature=tau), rtol=1e-7)
+    check(
+        ours("nt_xent", "quadra", za, zb, tau=str(tau)), quadra.simclr.simclr_loss(za, zb, temperature=tau), rtol=1e-7
+    )
 
 
 @pytest.mark.parametrize("tau", [1.0, 0.5, 0.1])

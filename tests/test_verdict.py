@@ -12,21 +12,37 @@ from sslcheck.diagnostics.verdict import DEFAULT_THRESHOLDS, judge, resolve_thre
 from sslcheck.errors import UsageError
 
 HEALTHY_VIEW: dict[str, Any] = {
-    "std_mean": 1.0, "std_min": 0.9, "std_median": 1.0, "dead_dims": 0, "dead_fraction": 0.0,
-    "effective_rank": 60.0, "effective_rank_centered": 60.0, "rank_ratio": 0.94,
-    "rank_ratio_centered": 0.95, "stable_rank": 50.0, "numerical_rank": 64, "alpha_req": 0.2,
-    "l2_std": 0.124, "l2_std_ratio": 0.99, "uniformity": -3.8, "eigenvalues_top": [1.0],
+    "std_mean": 1.0,
+    "std_min": 0.9,
+    "std_median": 1.0,
+    "dead_dims": 0,
+    "dead_fraction": 0.0,
+    "effective_rank": 60.0,
+    "effective_rank_centered": 60.0,
+    "rank_ratio": 0.94,
+    "rank_ratio_centered": 0.95,
+    "stable_rank": 50.0,
+    "numerical_rank": 64,
+    "alpha_req": 0.2,
+    "l2_std": 0.124,
+    "l2_std_ratio": 0.99,
+    "uniformity": -3.8,
+    "eigenvalues_top": [1.0],
     "eigenvalues": [1.0],
 }
 HEALTHY_PAIR: dict[str, Any] = {
-    "alignment": 0.2, "positive_cosine_mean": 0.9, "positive_cosine_std": 0.05,
-    "random_cosine_mean": 0.0, "random_cosine_std": 0.13, "cosine_gap": 0.9,
-    "retrieval_top1": 0.99, "retrieval_top1_chance": 1 / 4096,
+    "alignment": 0.2,
+    "positive_cosine_mean": 0.9,
+    "positive_cosine_std": 0.05,
+    "random_cosine_mean": 0.0,
+    "random_cosine_std": 0.13,
+    "cosine_gap": 0.9,
+    "retrieval_top1": 0.99,
+    "retrieval_top1_chance": 1 / 4096,
 }
 
 
-def diagnostics(za: dict[str, Any] | None = None, zb: dict[str, Any] | None = None,
-                **pair: Any) -> dict[str, Any]:
+def diagnostics(za: dict[str, Any] | None = None, zb: dict[str, Any] | None = None, **pair: Any) -> dict[str, Any]:
     return {
         "za": {**copy.deepcopy(HEALTHY_VIEW), **(za or {})},
         "zb": {**copy.deepcopy(HEALTHY_VIEW), **(zb or {})},
@@ -65,13 +81,14 @@ def test_complete_collapse_needs_both_conditions() -> None:
 
 
 def test_rule_order_complete_before_dimensional() -> None:
-    d = diagnostics(za={"l2_std_ratio": 0.01, "rank_ratio_centered": 0.05},
-                    retrieval_top1=0.0, cosine_gap=0.0)
+    d = diagnostics(za={"l2_std_ratio": 0.01, "rank_ratio_centered": 0.05}, retrieval_top1=0.0, cosine_gap=0.0)
     v = verdict_of(d)
     assert v["status"] == "complete_collapse"
     # the rank ratio still warns (it is not the fired rule's metric)
-    assert rules(v) == [("fail", "complete_collapse", "diagnostics.za.l2_std_ratio"),
-                        ("warn", "low_rank", "diagnostics.za.rank_ratio_centered")]
+    assert rules(v) == [
+        ("fail", "complete_collapse", "diagnostics.za.l2_std_ratio"),
+        ("warn", "low_rank", "diagnostics.za.rank_ratio_centered"),
+    ]
 
 
 def test_dimensional_collapse_per_view() -> None:
@@ -122,16 +139,21 @@ def test_dead_dims_warning() -> None:
 
 
 def test_null_values_skip_rules_and_warn() -> None:
-    za = {"effective_rank_centered": None, "rank_ratio_centered": None, "stable_rank": None,
-          "alpha_req": None, "l2_std_ratio": 0.0}
+    za = {
+        "effective_rank_centered": None,
+        "rank_ratio_centered": None,
+        "stable_rank": None,
+        "alpha_req": None,
+        "l2_std_ratio": 0.0,
+    }
     v = verdict_of(diagnostics(za=za, retrieval_top1=0.0, cosine_gap=0.0))
     assert v["status"] == "complete_collapse"
     undefined = [f for f in v["findings"] if f["rule"] == "undefined"]
     assert len(undefined) == 1
     assert undefined[0]["kind"] == "warn" and undefined[0]["value"] is None
-    assert undefined[0]["metrics"] == [f"diagnostics.za.{k}" for k in
-                                       ("effective_rank_centered", "rank_ratio_centered",
-                                        "stable_rank", "alpha_req")]
+    assert undefined[0]["metrics"] == [
+        f"diagnostics.za.{k}" for k in ("effective_rank_centered", "rank_ratio_centered", "stable_rank", "alpha_req")
+    ]
     assert "covariance is zero" in undefined[0]["message"]
     # alpha_req alone
     v = verdict_of(diagnostics(zb={"alpha_req": None, "numerical_rank": 2}))
@@ -141,8 +163,7 @@ def test_null_values_skip_rules_and_warn() -> None:
 
 
 def test_reason_order_fail_warn_note() -> None:
-    d = diagnostics(za={"rank_ratio_centered": 0.05, "dead_dims": 1},
-                    zb={"l2_std_ratio": 0.05})
+    d = diagnostics(za={"rank_ratio_centered": 0.05, "dead_dims": 1}, zb={"l2_std_ratio": 0.05})
     assert [f["kind"] for f in verdict_of(d)["findings"]] == ["fail", "warn", "note"]
 
 

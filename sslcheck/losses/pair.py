@@ -57,21 +57,16 @@ def _gram_off(frobenius_sq: Tensor, diag_sq: Tensor) -> Tensor | None:
 
 
 class Batch:
-    """The rows of a batch, za and zb: [..., B, D]; every quantity computed on first use and cached.
+    """The rows of a batch, za and zb: [..., B, D]; every quantity computed on first use and cached."""
 
-    `products=True` takes the direct route whatever D is: the centred products x_c^T y_c are
-    computed once and serve VICReg, Barlow and (through `moment_parts`) the whole-set moments.
-    The engine does this, since it needs the products for the whole set anyway.
-    """
-
-    def __init__(self, za: Tensor, zb: Tensor, products: bool = False) -> None:
+    def __init__(self, za: Tensor, zb: Tensor) -> None:
         if za.ndim < 2 or za.shape != zb.shape:
             raise ValueError(f"za and zb must both be [..., N, D]; got {tuple(za.shape)} and {tuple(zb.shape)}")
         if za.shape[-2] < 2:
             raise ValueError("a batch needs at least 2 rows (every variance divides by N - 1)")
         self.za, self.zb = za, zb
         self.n, self.d = za.shape[-2], za.shape[-1]
-        self.use_gram = not products and self.d * 3 > 4 * self.n
+        self.use_gram = self.d * 3 > 4 * self.n
         self._normalized: dict[tuple[View, str], Tensor] = {}
         self._products: dict[tuple[View, View], Tensor] = {}
 
@@ -102,13 +97,6 @@ class Batch:
         if (x, y) not in self._products:
             self._products[(x, y)] = self.centred(x).mT @ self.centred(y)
         return self._products[(x, y)]
-
-    def moment_parts(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(exact float64 means a, b; residual means r_a, r_b of the centred rows): the products are
-        centred about mean - r (the batch mean in the compute dtype)."""
-        res_a, res_b = (self.centred(v).sum(-2, dtype=torch.float64) / self.n for v in ("a", "b"))
-        mean_a, mean_b = (m.squeeze(-2).to(torch.float64) for m in self._means)
-        return mean_a + res_a, mean_b + res_b, res_a, res_b
 
     def sq_diff_mean(self) -> Tensor:
         return (self.za - self.zb).pow(2).mean(MATRIX)

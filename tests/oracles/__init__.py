@@ -171,4 +171,3 @@ def quadra_losses() -> types.SimpleNamespace | None:
         )
 
     return _cached("quadra", load)
-

@@ -16,8 +16,16 @@ def _off_sq(m: np.ndarray) -> float:
 
 
 def vicreg(
-    za: np.ndarray, zb: np.ndarray, *, lambda_: float = 25.0, mu: float = 25.0, nu: float = 1.0,
-    gamma: float = 1.0, eps: float = 1e-4, var_ddof: int = 1, var_views: str = "mean",
+    za: np.ndarray,
+    zb: np.ndarray,
+    *,
+    lambda_: float = 25.0,
+    mu: float = 25.0,
+    nu: float = 1.0,
+    gamma: float = 1.0,
+    eps: float = 1e-4,
+    var_ddof: int = 1,
+    var_views: str = "mean",
 ) -> dict[str, float]:
     """VICReg terms (spec §1)."""
     _n, d = za.shape
@@ -50,8 +58,15 @@ def standardize(z: np.ndarray, norm: str, eps: float) -> np.ndarray:
 
 
 def barlow(
-    za: np.ndarray, zb: np.ndarray, *, lambda_: float = 0.0051, scale: float = 1.0,
-    margin: float = 0.0, norm: str = "bn", eps: float = 1e-5, quadra_bug: bool = False,
+    za: np.ndarray,
+    zb: np.ndarray,
+    *,
+    lambda_: float = 0.0051,
+    scale: float = 1.0,
+    margin: float = 0.0,
+    norm: str = "bn",
+    eps: float = 1e-5,
+    quadra_bug: bool = False,
 ) -> dict[str, float]:
     """Barlow Twins terms (spec §2); `quadra_bug` as quadra 2.9 ships it: c from std(zb), raw zb."""
     n = za.shape[0]
@@ -77,7 +92,11 @@ def normalize_rows(x: np.ndarray, mode: str) -> np.ndarray:
 
 
 def nt_xent(
-    za: np.ndarray, zb: np.ndarray, *, tau: float = 0.1, reduction: str = "sum_directions",
+    za: np.ndarray,
+    zb: np.ndarray,
+    *,
+    tau: float = 0.1,
+    reduction: str = "sum_directions",
     normalize: str = "tf",
 ) -> dict[str, float]:
     """NT-Xent (spec §3) from the explicit 2N x 2N similarity matrix, self term masked."""
