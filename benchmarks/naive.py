@@ -6,7 +6,7 @@
 - per batch of B rows (the short last one dropped): VICReg, Barlow Twins and NT-Xent, each loss
   computing its own statistics from the rows, as the reference libraries do: lightly's own
   `VICRegLoss`, `BarlowTwinsLoss` and `NTXentLoss` when `lightly.loss` imports (beside a
-  torchvision stand-in, as tests/oracles does), else re-implementations written the same way;
+  torchvision stand-in of tests/oracles), else re-implementations written the same way;
 - whole-set VICReg and Barlow: the same losses called on all N rows at once (whole-set NT-Xent is
   not attempted: lightly's builds a 2N x 2N matrix);
 - the diagnostics with whole-matrix numpy: `np.cov` + `eigvalsh` per view (effective rank, alpha),
@@ -21,58 +21,12 @@ was done).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import json
 import sys
 import time
-import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
-
-
-class _StandIn(types.ModuleType):
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if name[:1].isupper():
-            cls = type(name, (), {"__module__": self.__name__})
-            setattr(self, name, cls)
-            return cls
-        return importlib.import_module(f"{self.__name__}.{name}")
-
-
-class _TorchvisionFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname == "torchvision" or fullname.startswith("torchvision."):
-            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-        return None
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
-        module = _StandIn(spec.name)
-        module.__path__ = []
-        return module
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        if module.__name__ == "torchvision":
-            module.__version__ = "0.0.0+stand-in"  # type: ignore[attr-defined]
-
-
-@contextlib.contextmanager
-def _torchvision_stand_in() -> Iterator[None]:
-    """`import lightly.loss` imports torchvision; answer it with empty modules if it is absent."""
-    if importlib.util.find_spec("torchvision") is not None:
-        yield
-        return
-    finder = _TorchvisionFinder()
-    sys.meta_path.insert(0, finder)
-    try:
-        yield
-    finally:
-        sys.meta_path.remove(finder)
 
 
 def _losses() -> tuple[str, Callable, Callable, Callable]:
@@ -80,19 +34,18 @@ def _losses() -> tuple[str, Callable, Callable, Callable]:
     import torch
     import torch.nn.functional as F
 
-    try:
-        with _torchvision_stand_in():
-            lightly_loss = importlib.import_module("lightly.loss")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.oracles
+    from tests.oracles import lightly_loss, why_not  # its torchvision stand-in lets lightly import
+
+    lightly = lightly_loss()
+    if lightly is not None:
         return (
             "lightly",
-            lightly_loss.VICRegLoss(),
-            lightly_loss.BarlowTwinsLoss(lambda_param=0.0051),
-            lightly_loss.NTXentLoss(temperature=0.1),
+            lightly.VICRegLoss(),
+            lightly.BarlowTwinsLoss(lambda_param=0.0051),
+            lightly.NTXentLoss(temperature=0.1),
         )
-    except Exception as err:  # lightly absent or broken: the reference code's way
-        print(
-            f"naive: lightly.loss not importable ({type(err).__name__}: {err}); reference-style losses", file=sys.stderr
-        )
+    print(f"naive: lightly.loss not importable ({why_not('lightly')}); reference-style losses", file=sys.stderr)
 
     def off_diagonal(x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
