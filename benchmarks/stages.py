@@ -139,7 +139,8 @@ def instrument(t: Timers) -> list[str]:
     patch(engine._Finite, "check", "NaN/Inf scan")
     patch(PairMoments, "merge", "merge (float64)")
     patch(PairMoments, "update", "whole-set products + merge (chunk route)")
-    patch(Batch, "product", "per-batch D x D products (direct route)")
+    patch(Batch, "product", "per-batch D x D products (Barlow, whole-set cross)")
+    patch(Batch, "gram", "per-batch Grams (VICReg, NT-Xent)")
     patch(ElementMoments, "merge", "merge (float64)")
     patch(ElementMoments, "of", "row-norm / cosine moments", method="classmethod")
     patch(ElementMoments, "update", "row-norm / cosine moments")
@@ -181,12 +182,12 @@ def main() -> None:
 
     import_wall, import_cpu = time.perf_counter() - w0, time.process_time() - c0
     import_anon = rss_anon()
-    try:  # the CLI pins glibc's mmap threshold for its process; do the same, so memory compares
-        from sslcheck.memory import pin_mmap_threshold as pin_malloc_threshold
+    try:  # the CLI sets glibc's malloc thresholds for its process; do the same, so time and memory compare
+        from sslcheck.memory import keep_heap_for_reuse
     except ImportError:
         malloc_pinned = False
     else:
-        pin_malloc_threshold()
+        keep_heap_for_reuse()
         malloc_pinned = True
     t = Timers(trace=bool(args.trace))
     missing = instrument(t)

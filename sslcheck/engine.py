@@ -31,13 +31,14 @@ from sslcheck.losses.flavors import (
 from sslcheck.losses.normalize import normalize_rows
 from sslcheck.losses.pair import Batch, WholeSet
 from sslcheck.result import InputInfo, LossResult, Result, Summary, finite_or_none
-from sslcheck.stats import ElementMoments, PairMoments
+from sslcheck.stats import CrossParts, ElementMoments, PairMoments
 
 DEFAULT_LOSSES = ("vicreg", "barlow", "nt_xent")
 CONTRASTIVE_WORK_LIMIT = 2**38  # (2N)^2 * D multiply-adds for an exact whole-set contrastive value
 SAMPLE_SIZE = 4096
 CHUNK_ELEMS = 1 << 20  # values per view in one chunk (see chunk_size)
 GROUP_ELEMS = 1 << 21  # similarities per group of batches scored at once (bounds transient memory)
+PRODUCT_ELEMS = 1 << 21  # D x D entries per group (batched products slow down past ~8 MiB: measured)
 MIN_CHUNK_ROWS = 2048  # at large D the float64 absorb (O(D^2)) must be amortised over many rows
 Progress = Callable[[int, int], None]
 
@@ -145,6 +146,19 @@ class _Finite:
             )
 
 
+def _absorb_finite(
+    moments: PairMoments, xa: Tensor, xb: Tensor, cross: CrossParts | None, start: int, fa: _Finite, fb: _Finite
+) -> bool:
+    """Absorb a chunk into the moments; False if it holds a NaN or an Inf (then the moments are
+    spoilt, and the pass only counts from here on). The chunk's sum of squared differences is
+    finite unless a value is NaN/Inf or overflows when squared, so only such a chunk (rare) takes
+    the elementwise scan: one scalar test per chunk instead of a pass over every value."""
+    if bool(torch.isfinite(moments.update(xa, xb, cross))):
+        return True
+    ok_a, ok_b = fa.check(start, xa), fb.check(start, xb)
+    return ok_a and ok_b
+
+
 def _chunk_pairs(za: ArraySource, zb: ArraySource, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     yield from zip(za.chunks(rows), zb.chunks(rows), strict=True)
 
@@ -198,17 +212,18 @@ def evaluate(
     for ca, cb in _chunk_pairs(za, zb, chunk):
         xa = torch.from_numpy(ca).to(device=device, dtype=dtype)
         xb = torch.from_numpy(cb).to(device=device, dtype=dtype)
-        ok_a, ok_b = finite_a.check(start, xa), finite_b.check(start, xb)
-        if ok_a and ok_b and not (finite_a.count or finite_b.count):
-            moments.update(xa, xb)
-            ua, ub = normalize_rows(xa), normalize_rows(xb)
-            l2a.update(ua)
-            l2b.update(ub)
-            cosine.update((ua * ub).sum(1))
-            keeper.take(start, xa, xb)
-            _accumulate_row_means(xa, xb, params, row_sums)
-            if not one_batch:
-                _score_batches(xa, xb, bsz, s.drop_last, params, batch_terms)
+        if finite_a.count or finite_b.count:  # a bad value was seen: count the rest, compute nothing more
+            finite_a.check(start, xa)
+            finite_b.check(start, xb)
+        else:
+            cross = None if one_batch else _score_batches(xa, xb, bsz, s.drop_last, params, batch_terms)
+            if _absorb_finite(moments, xa, xb, cross, start, finite_a, finite_b):
+                ua, ub = normalize_rows(xa), normalize_rows(xb)
+                l2a.update(ua)
+                l2b.update(ub)
+                cosine.update((ua * ub).sum(1))
+                keeper.take(start, xa, xb)
+                _accumulate_row_means(xa, xb, params, row_sums)
         start += xa.shape[0]
         if progress:
             progress(start, n)
@@ -298,26 +313,34 @@ def _score_batches(
     drop_last: bool,
     params: Mapping[tuple[str, str], Any],
     out: _BatchValues,
-) -> None:
+) -> CrossParts:
     """Score every batch of B rows in a chunk: full batches k at a time as [k, B, D] (batched
-    losses; k keeps the 2B x 2B similarity blocks near GROUP_ELEMS), a short last one on its own
-    unless it is dropped.
+    losses; k keeps the 2B x 2B similarity blocks near GROUP_ELEMS and the k D x D products near
+    PRODUCT_ELEMS), a short last one on its own unless it is dropped. Returns the chunk's cross
+    products by batch: each batch's x_c^T y_c serves both Barlow's cross terms and the whole-set
+    cross moment (one D x D product per row where Barlow's Grams and a chunk product took 2 B D + D^2).
 
-    (Measured and rejected: taking each batch's D x D products once and deriving the whole-set
-    moments from them. Batched products ran 2.4x slower than one chunk GEMM and the elementwise
-    passes over [k, D, D] cost more again: 24.6 s vs 15.3 s at N = 2^18, D = 512.)
+    (Measured and rejected: deriving all three whole-set products from per-batch ones. The
+    elementwise passes over [k, D, D] for the symmetric pair cost more than they saved.)
     """
     d = xa.shape[1]
     full = xa.shape[0] // bsz * bsz
-    step = bsz * max(1, GROUP_ELEMS // (2 * bsz) ** 2)
+    step = bsz * max(1, min(GROUP_ELEMS // (2 * bsz) ** 2, PRODUCT_ELEMS // d**2))
     groups = [
         (xa[i : min(i + step, full)].reshape(-1, bsz, d), xb[i : min(i + step, full)].reshape(-1, bsz, d))
         for i in range(0, full, step)
     ]
-    if full < xa.shape[0] and not drop_last:
-        groups.append((xa[full:].unsqueeze(0), xb[full:].unsqueeze(0)))
+    cross = CrossParts()
+    if full < xa.shape[0]:
+        ra, rb = xa[full:], xb[full:]
+        if drop_last:
+            ma, mb = ra.mean(0, keepdim=True), rb.mean(0, keepdim=True)
+            cross.add(ra.shape[0], ma, mb, ((ra - ma).T @ (rb - mb)).unsqueeze(0))
+        else:
+            groups.append((ra.unsqueeze(0), rb.unsqueeze(0)))
     for ga, gb in groups:
         batch = Batch(ga, gb)
+        cross.add(ga.shape[-2], batch.means("a"), batch.means("b"), batch.product("a", "b"))
         for (loss, fl), p in params.items():
             spec = LOSSES[loss]
             if spec.batched:
@@ -326,6 +349,7 @@ def _score_batches(
                 each = [spec.compute(Batch(ga[i], gb[i]), p) for i in range(ga.shape[0])]
                 terms = {k: torch.stack([t[k] for t in each]) for k in each[0]}
             out.add((loss, fl), terms)
+    return cross
 
 
 def _loss_results(

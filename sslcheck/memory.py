@@ -1,10 +1,13 @@
-"""Process memory hygiene for long streaming passes (glibc; a no-op elsewhere).
+"""Process memory settings for long streaming passes (glibc; a no-op elsewhere).
 
-glibc raises its mmap threshold after every large free (up to 32 MiB), so chunk-sized tensors
-then come from the heap, and freed heap pages stay resident: a pass over N = 2^17 x 512 grew to
-1.1 GB of anonymous memory where 0.33 GB is live at most (measured). Pinning the threshold keeps
-the peak flat in N (239 MB at N = 2^18, D = 512). Trimming the heap after each chunk as well cost
-45% more wall time in page faults for no further gain, so it is not done.
+A pass allocates the same transient tensors chunk after chunk, from 1 to ~64 MiB each. glibc
+serves those above its mmap threshold with fresh mmaps, which the kernel zero-fills page by page
+on every allocation: with the threshold pinned at 4 MiB, 15 of 18 s at N = 2^18, D = 512 were
+system time in page faults (measured). Its default threshold floats up after large frees, and its
+trim threshold hands freed heap back to the kernel, so the same faults recur, just less often.
+So the CLI raises both: the transients come from the heap and are reused chunk after chunk, and
+the resident set settles at the largest working set of one chunk, whatever N is (measured flat
+from N = 2^17 to 2^20; benchmarks/README.md). The library never changes process settings.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import ctypes
 import ctypes.util
 from functools import cache
 
-MMAP_THRESHOLD = 4 << 20
+MMAP_THRESHOLD = 256 << 20
+TRIM_THRESHOLD = 512 << 20
+M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 
 
@@ -27,9 +32,10 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
-def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> None:
-    """Fix glibc's mmap threshold (process-wide): blocks above it go straight back to the OS when
-    freed. The CLI, which owns its process, sets it; the library never changes it."""
+def keep_heap_for_reuse(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> None:
+    """Serve allocations below `mmap_threshold` from the heap and keep up to `trim_threshold` of
+    freed heap for reuse (process-wide glibc settings). The CLI, which owns its process, sets them."""
     libc = _libc()
     if libc is not None:
-        libc.mallopt(M_MMAP_THRESHOLD, threshold)
+        libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)
+        libc.mallopt(M_TRIM_THRESHOLD, trim_threshold)

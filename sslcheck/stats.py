@@ -8,12 +8,15 @@ Blocks are centred in their own dtype and merged with the pairwise update of Cha
 
 Never ``sum(x x^T) - n mu mu^T``: that cancels catastrophically for data with a large offset.
 A float32 block's mean is itself inexact, so the residual mean r of the centred block is added
-back exactly: ``M_block = Xc^T Yc - n r_x r_y^T`` (r is tiny, so nothing cancels).
+back: ``M_block = Xc^T Yc - n r_x r_y^T`` (r is tiny, so nothing cancels). Block reductions run
+in the block's dtype (torch's cascade sums: error ~ eps log2(rows) relative to the column's
+spread) and only their D-sized results are widened: a float64 copy of a block costs more than
+its products' merge.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -22,11 +25,61 @@ F64 = torch.float64
 
 
 def _centre(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Centre a block in its own dtype: (centred block, exact float64 mean, residual mean of xc)."""
+    """Centre a block in its own dtype: (centred block, float64 mean, residual mean of xc)."""
     approx = x.mean(0)
     xc = x - approx
-    residual = xc.sum(0, dtype=F64) / x.shape[0]
+    residual = xc.sum(0).to(F64) / x.shape[0]
     return xc, approx.to(F64) + residual, residual
+
+
+def symmetric_product(x: Tensor, width: int = 512) -> Tensor:
+    """x^T x [D, D] from the upper triangle of its column blocks: for D >= 2 * `width`,
+    k = ceil(D / width) blocks take k (k + 1) / 2 products instead of k^2 (torch has no SYRK;
+    blocks of 512 columns still run at full GEMM speed, smaller ones do not: measured)."""
+    d = x.shape[1]
+    if d < 2 * width:
+        return x.T @ x
+    out = torch.empty(d, d, dtype=x.dtype, device=x.device)
+    for i in range(0, d, width):
+        for j in range(i, d, width):
+            block = torch.mm(x[:, i : i + width].T, x[:, j : j + width], out=out[i : i + width, j : j + width])
+            if j != i:
+                out[j : j + width, i : i + width] = block.T
+    return out
+
+
+@dataclass
+class CrossParts:
+    """A block's cross products taken in parts (its batches): each part's row count, its two
+    means and its centred product, the products summed.
+
+    About any point (c_a, c_b), with the parts' means mu_p and counts n_p:
+        sum_i (a_i - c_a)(b_i - c_b)^T = sum_p P_p + sum_p n_p (mu_a,p - c_a)(mu_b,p - c_b)^T
+    """
+
+    counts: list[Tensor] = field(default_factory=list)
+    means_a: list[Tensor] = field(default_factory=list)
+    means_b: list[Tensor] = field(default_factory=list)
+    product: Tensor | None = None
+
+    def add(self, rows: int, means_a: Tensor, means_b: Tensor, products: Tensor) -> None:
+        """Parts of `rows` rows each: means [..., D] and centred products [..., D, D]."""
+        d = products.shape[-1]
+        total = products.reshape(-1, d, d).sum(0)
+        self.product = total if self.product is None else self.product.add_(total)
+        self.means_a.append(means_a.reshape(-1, d))
+        self.means_b.append(means_b.reshape(-1, d))
+        self.counts.append(torch.full((self.means_a[-1].shape[0],), float(rows), device=products.device))
+
+    def about(self, rows: int, centre_a: Tensor, centre_b: Tensor) -> Tensor:
+        """The whole block's cross product about (centre_a, centre_b), in the parts' dtype."""
+        counts = torch.cat(self.counts)
+        if self.product is None or int(counts.sum()) != rows:
+            raise ValueError(f"the parts hold {int(counts.sum())} rows, the block {rows}")
+        dtype = self.product.dtype
+        da = torch.cat(self.means_a) - centre_a.to(dtype)
+        db = torch.cat(self.means_b) - centre_b.to(dtype)
+        return torch.addmm(self.product, (da * counts.to(dtype).unsqueeze(-1)).T, db)
 
 
 @dataclass
@@ -61,27 +114,33 @@ class PairMoments:
         moments.update(xa, xb)
         return moments
 
-    def update(self, xa: Tensor, xb: Tensor) -> None:
-        """In place: absorb the rows of one block (the engine's per-chunk step).
+    def update(self, xa: Tensor, xb: Tensor, cross: CrossParts | None = None) -> Tensor:
+        """In place: absorb the rows of one block (the engine's per-chunk step); returns the
+        block's sum of squared differences, which is finite unless the block holds a NaN or an
+        Inf (or values so large that their squares overflow).
 
         The block is centred about its mean in its own dtype and its three products are taken
         there; the float64 state then absorbs them in one pass per matrix, no float64 temporaries.
+        `cross`: the block's cross products already taken in parts (the engine's batches), so
+        the cross product is assembled from them instead of being computed again.
         """
         ca, mean_a, res_a = _centre(xa)
         cb, mean_b, res_b = _centre(xb)
         n = xa.shape[0]
+        sq_diff = (xa - xb).pow_(2).sum().to(F64)
         self._absorb(
             n,
             mean_a,
             mean_b,
-            ca.T @ ca,
-            cb.T @ cb,
-            ca.T @ cb,
-            (xa - xb).pow(2).sum(dtype=F64),
+            symmetric_product(ca),
+            symmetric_product(cb),
+            ca.T @ cb if cross is None else cross.about(xa.shape[0], mean_a - res_a, mean_b - res_b),
+            sq_diff,
             res_a[None],
             res_b[None],
             torch.full((1,), -float(n), dtype=F64, device=res_a.device),
         )
+        return sq_diff
 
     def merge(self, other: PairMoments) -> PairMoments:
         """The moments of both parts together (Chan et al.'s pairwise update); neither is changed."""
@@ -162,7 +221,8 @@ class ElementMoments:
         (such allocations pinned the heap and made memory grow with N).
         """
         xc, mean, res = _centre(x)
-        self._absorb(x.shape[0], mean, (xc * xc).sum(0, dtype=F64) - x.shape[0] * res * res)
+        m2 = (xc * xc).sum(0).to(F64) - x.shape[0] * res * res
+        self._absorb(x.shape[0], mean, m2)
 
     def merge(self, other: ElementMoments) -> ElementMoments:
         """Both parts together (Chan et al.); neither is changed."""

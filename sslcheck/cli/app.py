@@ -92,7 +92,7 @@ def _root(
 def main() -> None:
     """Console-script entry point."""
     from sslcheck.cli import commands  # noqa: F401  (registers the commands)
-    from sslcheck.memory import pin_mmap_threshold
+    from sslcheck.memory import keep_heap_for_reuse
 
-    pin_mmap_threshold()
+    keep_heap_for_reuse()
     app()

@@ -4,22 +4,30 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor
 
 RowNorm = Literal["torch", "tf", "nx"]
 
 
-def normalize_rows(x: Tensor, mode: RowNorm = "torch") -> Tensor:
-    """Divide each row by its L2 norm, guarded as the named library guards it.
-
-    torch (`F.normalize`): x / max(||x||, 1e-12); tf (`tf.math.l2_normalize`):
-    x / sqrt(max(||x||^2, 1e-12)); nx (Elixir Nx): x / sqrt(||x||^2 + 1e-8).
-    """
-    sq = (x * x).sum(-1, keepdim=True)
+def inverse_norms(sq: Tensor, mode: RowNorm = "torch") -> Tensor:
+    """The factor that normalises a row of squared L2 norm `sq`, guarded as the named library
+    guards it: torch (`F.normalize`) 1 / max(||x||, 1e-12); tf (`tf.math.l2_normalize`)
+    1 / sqrt(max(||x||^2, 1e-12)); nx (Elixir Nx) 1 / sqrt(||x||^2 + 1e-8)."""
     if mode == "torch":
-        return x / sq.sqrt().clamp_min(1e-12)
+        return sq.sqrt().clamp_min(1e-12).reciprocal()
     if mode == "tf":
-        return x * sq.clamp_min(1e-12).rsqrt()
+        return sq.clamp_min(1e-12).rsqrt()
     if mode == "nx":
-        return x / (sq + 1e-8).sqrt()
+        return (sq + 1e-8).rsqrt()
     raise ValueError(f"unknown row normalisation {mode!r}")
+
+
+def row_sq_norms(x: Tensor) -> Tensor:
+    """||x_i||^2 of each row [..., N, D] -> [..., N], without an [N, D] temporary."""
+    return torch.linalg.vector_norm(x, dim=-1).square()
+
+
+def normalize_rows(x: Tensor, mode: RowNorm = "torch") -> Tensor:
+    """Divide each row by its L2 norm, guarded as the named library guards it (`inverse_norms`)."""
+    return x * inverse_norms(row_sq_norms(x), mode).unsqueeze(-1)

@@ -40,25 +40,26 @@ def nt_xent_terms_of(stats: PairStats, p: NTXentParams, block_elems: int = BLOCK
     """NT-Xent of the rows in `stats` (a batch [..., B, D], or a whole set whose rows were kept).
 
     The 2N x 2N similarities are [[u u^T, u v^T], [v u^T, v v^T]] / tau, and the cross blocks are
-    transposes of each other, so three products serve (3 N^2 D multiply-adds, not 4): a row of u
-    takes the log-sum-exp of its rows of u u^T (self left out) and u v^T, a row of v that of its row
-    of v v^T and its column of u v^T. Rows go in blocks of at most `block_elems` similarities.
+    transposes of each other, so three products serve (3 N^2 D multiply-adds, not 4; a batch on the
+    Gram route derives u u^T and v v^T from the centred Grams VICReg uses, so one product remains):
+    a row of u takes the log-sum-exp of its rows of u u^T (self left out) and u v^T, a row of v that
+    of its row of v v^T and its column of u v^T. Rows go in blocks of at most `block_elems` similarities.
     """
-    u, v = stats.normalized("a", p.normalize), stats.normalized("b", p.normalize)
-    n = u.shape[-2]
-    batches = max(1, u[..., 0, 0].numel())
+    mode = p.normalize
+    rows = stats.rows("a")
+    n = rows.shape[-2]
+    batches = max(1, rows[..., 0, 0].numel())
     lse_u, lse_vv, positives = [], [], []
     column_lse: Tensor | None = None
     for start, stop in row_blocks(n, 3 * n * batches, block_elems):
-        idx = torch.arange(start, stop, device=u.device)
-        ur, vr = u[..., start:stop, :], v[..., start:stop, :]
-        cross = (ur @ v.mT) / p.tau
+        idx = torch.arange(start, stop, device=rows.device)
+        cross = stats.similarity("a", "b", mode, start, stop) / p.tau
         positives.append(cross[..., idx - start, idx])
         block_columns = torch.logsumexp(cross, dim=-2)
         column_lse = block_columns if column_lse is None else torch.logaddexp(column_lse, block_columns)
-        same_u = logsumexp_without((ur @ u.mT) / p.tau, idx)
+        same_u = logsumexp_without(stats.similarity("a", "a", mode, start, stop) / p.tau, idx)
         lse_u.append(torch.logaddexp(same_u, torch.logsumexp(cross, dim=-1)))
-        lse_vv.append(logsumexp_without((vr @ v.mT) / p.tau, idx))
+        lse_vv.append(logsumexp_without(stats.similarity("b", "b", mode, start, stop) / p.tau, idx))
     assert column_lse is not None
     positive = torch.cat(positives, -1)
     lse_v = torch.logaddexp(torch.cat(lse_vv, -1), column_lse)

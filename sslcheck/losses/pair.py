@@ -9,9 +9,13 @@ With x_c the centred view and M_xy = x_c^T y_c:
 - `cov_offdiag_sq(v)` Off(M_vv) = sum of squared off-diagonal entries
 - `cross(x, y, s, t)` diag and Off of diag(s) M_xy diag(t)
 
+- `similarity(x, y, mode, start, stop)` rows start:stop of u_x u_y^T (u: L2-normalised rows)
+
 For D > 4B/3 a batch uses B x B Grams (Off(X^T X) = ||X X^T||_F^2 - sum diag^2 and
 ||X^T Y||_F^2 = <X X^T, Y Y^T>_F): O(B^2 D) instead of O(B D^2). That difference cancels when
 the diagonal dominates (one column far larger than the rest); then the D x D product is used.
+The same centred Gram serves the contrastive self-similarities: with m the batch mean and
+p = X_c m, X X^T = X_c X_c^T + p 1^T + 1 p^T + |m|^2, so u u^T costs O(B^2), not O(B^2 D).
 """
 
 from __future__ import annotations
@@ -19,10 +23,9 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Literal, Protocol
 
-import torch
 from torch import Tensor
 
-from sslcheck.losses.normalize import RowNorm, normalize_rows
+from sslcheck.losses.normalize import RowNorm, inverse_norms, row_sq_norms
 from sslcheck.stats import PairMoments
 
 View = Literal["a", "b"]
@@ -38,15 +41,19 @@ class PairStats(Protocol):
     def cross(self, x: View, y: View, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]: ...
     def rows(self, view: View) -> Tensor: ...
     def normalized(self, view: View, mode: RowNorm) -> Tensor: ...
+    def similarity(self, x: View, y: View, mode: RowNorm, start: int = 0, stop: int | None = None) -> Tensor: ...
 
 
 MATRIX = (-2, -1)
+GRAM_SIMILARITY_LOSS = 16.0  # most a row's cosines may lose to the Gram derivation (4 bits), else direct
 
 
 def _off_sq(m: Tensor) -> Tensor:
-    """Sum of squared off-diagonal entries of (each) square matrix [..., D, D], masked: no cancelling."""
-    eye = torch.eye(m.shape[-1], dtype=torch.bool, device=m.device)
-    return m.masked_fill(eye, 0).pow(2).sum(MATRIX)
+    """Sum of squared off-diagonal entries of (each) square matrix [..., D, D], the diagonal
+    zeroed before the sum: no cancelling."""
+    sq = m.square()
+    sq.diagonal(dim1=-2, dim2=-1).zero_()
+    return sq.sum(MATRIX)
 
 
 def _gram_off(frobenius_sq: Tensor, diag_sq: Tensor) -> Tensor | None:
@@ -69,6 +76,8 @@ class Batch:
         self.use_gram = self.d * 3 > 4 * self.n
         self._normalized: dict[tuple[View, str], Tensor] = {}
         self._products: dict[tuple[View, View], Tensor] = {}
+        self._grams: dict[tuple[View, View], Tensor] = {}
+        self._row_sq: dict[View, Tensor] = {}
 
     def rows(self, view: View) -> Tensor:
         return self.za if view == "a" else self.zb
@@ -90,6 +99,14 @@ class Batch:
         ca, cb = self._centred
         return (ca * ca).sum(-2), (cb * cb).sum(-2)
 
+    def means(self, view: View) -> Tensor:
+        """The batch's column means: [..., 1, D]."""
+        return self._means[0 if view == "a" else 1]
+
+    def has_product(self, x: View, y: View) -> bool:
+        """Whether x_c^T y_c was already computed (then the cross terms use it, not the Grams)."""
+        return (x, y) in self._products or (y, x) in self._products
+
     def product(self, x: View, y: View) -> Tensor:
         """x_c^T y_c: [..., D, D], computed once (b-a is the transpose of a-b)."""
         if (x, y) == ("b", "a"):
@@ -105,16 +122,15 @@ class Batch:
         return self._col_sq[0 if view == "a" else 1] / (self.n - ddof)
 
     def cov_offdiag_sq(self, view: View) -> Tensor:
-        c = self.centred(view)
         if self.use_gram:
             diag = self._col_sq[0 if view == "a" else 1]
-            off = _gram_off((c @ c.mT).pow(2).sum(MATRIX), diag.pow(2).sum(-1))
+            off = _gram_off(self.gram(view).square().sum(MATRIX), diag.square().sum(-1))
             if off is not None:
                 return off
         return _off_sq(self.product(view, view))
 
     def cross(self, x: View, y: View, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        if self.use_gram:
+        if self.use_gram and not self.has_product(x, y):
             xs, ys = self.centred(x) * s.unsqueeze(-2), self.centred(y) * t.unsqueeze(-2)
             diag = (xs * ys).sum(-2)
             off = _gram_off(((xs @ xs.mT) * (ys @ ys.mT)).sum(MATRIX), diag.pow(2).sum(-1))
@@ -123,11 +139,53 @@ class Batch:
         c = self.product(x, y) * s.unsqueeze(-1) * t.unsqueeze(-2)
         return c.diagonal(dim1=-2, dim2=-1), _off_sq(c)
 
+    def gram(self, view: View) -> Tensor:
+        """X_c X_c^T: [..., B, B], computed once per view (VICReg and the contrastive terms share it)."""
+        key = (view, view)
+        if key not in self._grams:
+            c = self.centred(view)
+            self._grams[key] = c @ c.mT
+        return self._grams[key]
+
+    def row_sq(self, view: View) -> Tensor:
+        """||x_i||^2 of the raw rows: [..., B]."""
+        if view not in self._row_sq:
+            self._row_sq[view] = row_sq_norms(self.rows(view))
+        return self._row_sq[view]
+
     def normalized(self, view: View, mode: RowNorm) -> Tensor:
         key = (view, mode)
         if key not in self._normalized:
-            self._normalized[key] = normalize_rows(self.rows(view), mode)
+            self._normalized[key] = self.rows(view) * inverse_norms(self.row_sq(view), mode).unsqueeze(-1)
         return self._normalized[key]
+
+    def similarity(self, x: View, y: View, mode: RowNorm, start: int = 0, stop: int | None = None) -> Tensor:
+        """Cosines u_x[start:stop] u_y^T: [..., stop - start, B]. A whole self-similarity block
+        on the Gram route comes from the shared centred Gram (`_gram_similarity`)."""
+        stop = self.n if stop is None else stop
+        if x == y and self.use_gram and (start, stop) == (0, self.n):
+            similarity = self._gram_similarity(x, mode)
+            if similarity is not None:
+                return similarity
+        return self.normalized(x, mode)[..., start:stop, :] @ self.normalized(y, mode).mT
+
+    def _gram_similarity(self, view: View, mode: RowNorm) -> Tensor | None:
+        """u u^T from X X^T = G_c + p 1^T + 1 p^T + |m|^2 (p = X_c m), or None where that loses
+        more than GRAM_SIMILARITY_LOSS of precision: the error of entry ij grows by
+        f_i f_j, f_i = (|x_c,i| + |m|) / |x_i|, which is large only for rows far shorter than the
+        mean (near the origin while the data are offset)."""
+        g = self.gram(view)
+        mean = self.means(view)
+        p = (self.centred(view) @ mean.mT).squeeze(-1)
+        mean_sq = mean.square().sum(MATRIX)
+        row_sq = self.row_sq(view)
+        centred_sq = g.diagonal(dim1=-2, dim2=-1)
+        factor = (centred_sq.sqrt() + mean_sq.sqrt().unsqueeze(-1)).square() / row_sq
+        if not bool((factor.amax(-1) <= GRAM_SIMILARITY_LOSS).all()):
+            return None
+        w = inverse_norms(row_sq, mode)
+        raw = g + p.unsqueeze(-1) + (p + mean_sq.unsqueeze(-1)).unsqueeze(-2)
+        return raw * (w.unsqueeze(-1) * w.unsqueeze(-2))
 
 
 class WholeSet:
@@ -163,11 +221,15 @@ class WholeSet:
         return self._batch is not None
 
     def rows(self, view: View) -> Tensor:
-        if self._batch is None:
-            raise ValueError("the whole-set rows were not kept")
-        return self._batch.rows(view)
+        return self._kept().rows(view)
 
     def normalized(self, view: View, mode: RowNorm) -> Tensor:
+        return self._kept().normalized(view, mode)
+
+    def similarity(self, x: View, y: View, mode: RowNorm, start: int = 0, stop: int | None = None) -> Tensor:
+        return self._kept().similarity(x, y, mode, start, stop)
+
+    def _kept(self) -> Batch:
         if self._batch is None:
             raise ValueError("the whole-set rows were not kept")
-        return self._batch.normalized(view, mode)
+        return self._batch
