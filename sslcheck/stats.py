@@ -32,11 +32,13 @@ def _centre(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return xc, approx.to(F64) + residual, residual
 
 
-def symmetric_product(x: Tensor, width: int = 512) -> Tensor:
-    """x^T x [D, D] from the upper triangle of its column blocks: for D >= 2 * `width`,
-    k = ceil(D / width) blocks take k (k + 1) / 2 products instead of k^2 (torch has no SYRK;
-    blocks of 512 columns still run at full GEMM speed, smaller ones do not: measured)."""
+def symmetric_product(x: Tensor, width: int | None = None) -> Tensor:
+    """x^T x [D, D] from the upper triangle of its column blocks: k = ceil(D / width) blocks take
+    k (k + 1) / 2 products instead of k^2 (torch has no SYRK). The default width, 128 / 256 / 512
+    columns from D = 256 / 512 / 2048 on, is what ran fastest here: 1.1-1.45x a full product
+    (narrower blocks lose more to GEMM efficiency than they save; benchmarks/README.md)."""
     d = x.shape[1]
+    width = width or (512 if d >= 2048 else 256 if d >= 512 else 128)
     if d < 2 * width:
         return x.T @ x
     out = torch.empty(d, d, dtype=x.dtype, device=x.device)
@@ -65,8 +67,11 @@ class CrossParts:
     def add(self, rows: int, means_a: Tensor, means_b: Tensor, products: Tensor) -> None:
         """Parts of `rows` rows each: means [..., D] and centred products [..., D, D]."""
         d = products.shape[-1]
-        total = products.reshape(-1, d, d).sum(0)
-        self.product = total if self.product is None else self.product.add_(total)
+        flat = products.reshape(-1, d, d)
+        if self.product is None:
+            self.product = flat.sum(0)
+        else:
+            self.product.add_(flat[0] if flat.shape[0] == 1 else flat.sum(0))
         self.means_a.append(means_a.reshape(-1, d))
         self.means_b.append(means_b.reshape(-1, d))
         self.counts.append(torch.full((self.means_a[-1].shape[0],), float(rows), device=products.device))

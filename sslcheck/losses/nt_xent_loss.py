@@ -53,13 +53,13 @@ def nt_xent_terms_of(stats: PairStats, p: NTXentParams, block_elems: int = BLOCK
     column_lse: Tensor | None = None
     for start, stop in row_blocks(n, 3 * n * batches, block_elems):
         idx = torch.arange(start, stop, device=rows.device)
-        cross = stats.similarity("a", "b", mode, start, stop) / p.tau
+        cross = stats.similarity("a", "b", mode, start, stop, 1 / p.tau)
         positives.append(cross[..., idx - start, idx])
         block_columns = torch.logsumexp(cross, dim=-2)
         column_lse = block_columns if column_lse is None else torch.logaddexp(column_lse, block_columns)
-        same_u = logsumexp_without(stats.similarity("a", "a", mode, start, stop) / p.tau, idx)
+        same_u = logsumexp_without(stats.similarity("a", "a", mode, start, stop, 1 / p.tau), idx)
         lse_u.append(torch.logaddexp(same_u, torch.logsumexp(cross, dim=-1)))
-        lse_vv.append(logsumexp_without(stats.similarity("b", "b", mode, start, stop) / p.tau, idx))
+        lse_vv.append(logsumexp_without(stats.similarity("b", "b", mode, start, stop, 1 / p.tau), idx))
     assert column_lse is not None
     positive = torch.cat(positives, -1)
     lse_v = torch.logaddexp(torch.cat(lse_vv, -1), column_lse)

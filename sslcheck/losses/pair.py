@@ -9,7 +9,7 @@ With x_c the centred view and M_xy = x_c^T y_c:
 - `cov_offdiag_sq(v)` Off(M_vv) = sum of squared off-diagonal entries
 - `cross(x, y, s, t)` diag and Off of diag(s) M_xy diag(t)
 
-- `similarity(x, y, mode, start, stop)` rows start:stop of u_x u_y^T (u: L2-normalised rows)
+- `similarity(x, y, mode, start, stop, scale)` rows start:stop of scale u_x u_y^T (u: L2-normalised rows)
 
 For D > 4B/3 a batch uses B x B Grams (Off(X^T X) = ||X X^T||_F^2 - sum diag^2 and
 ||X^T Y||_F^2 = <X X^T, Y Y^T>_F): O(B^2 D) instead of O(B D^2). That difference cancels when
@@ -41,7 +41,9 @@ class PairStats(Protocol):
     def cross(self, x: View, y: View, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]: ...
     def rows(self, view: View) -> Tensor: ...
     def normalized(self, view: View, mode: RowNorm) -> Tensor: ...
-    def similarity(self, x: View, y: View, mode: RowNorm, start: int = 0, stop: int | None = None) -> Tensor: ...
+    def similarity(
+        self, x: View, y: View, mode: RowNorm, start: int = 0, stop: int | None = None, scale: float = 1.0
+    ) -> Tensor: ...
 
 
 MATRIX = (-2, -1)
@@ -54,6 +56,15 @@ def _off_sq(m: Tensor) -> Tensor:
     sq = m.square()
     sq.diagonal(dim1=-2, dim2=-1).zero_()
     return sq.sum(MATRIX)
+
+
+def _scaled_cross(m: Tensor, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    """diag and Off of c = diag(s) m diag(t) for m [..., D, D], without forming c:
+    Off(c) = (s^2)^T (m * m, its diagonal zeroed) t^2 (one pass over m, not four)."""
+    sq = m.square()
+    sq.diagonal(dim1=-2, dim2=-1).zero_()
+    off = ((s * s).unsqueeze(-2) @ (sq @ (t * t).unsqueeze(-1))).reshape(s.shape[:-1])
+    return s * m.diagonal(dim1=-2, dim2=-1) * t, off
 
 
 def _gram_off(frobenius_sq: Tensor, diag_sq: Tensor) -> Tensor | None:
@@ -136,8 +147,7 @@ class Batch:
             off = _gram_off(((xs @ xs.mT) * (ys @ ys.mT)).sum(MATRIX), diag.pow(2).sum(-1))
             if off is not None:
                 return diag, off
-        c = self.product(x, y) * s.unsqueeze(-1) * t.unsqueeze(-2)
-        return c.diagonal(dim1=-2, dim2=-1), _off_sq(c)
+        return _scaled_cross(self.product(x, y), s, t)
 
     def gram(self, view: View) -> Tensor:
         """X_c X_c^T: [..., B, B], computed once per view (VICReg and the contrastive terms share it)."""
@@ -159,17 +169,21 @@ class Batch:
             self._normalized[key] = self.rows(view) * inverse_norms(self.row_sq(view), mode).unsqueeze(-1)
         return self._normalized[key]
 
-    def similarity(self, x: View, y: View, mode: RowNorm, start: int = 0, stop: int | None = None) -> Tensor:
-        """Cosines u_x[start:stop] u_y^T: [..., stop - start, B]. A whole self-similarity block
-        on the Gram route comes from the shared centred Gram (`_gram_similarity`)."""
+    def similarity(
+        self, x: View, y: View, mode: RowNorm, start: int = 0, stop: int | None = None, scale: float = 1.0
+    ) -> Tensor:
+        """`scale` times the cosines u_x[start:stop] u_y^T: [..., stop - start, B]. A whole
+        self-similarity block on the Gram route comes from the shared centred Gram
+        (`_gram_similarity`)."""
         stop = self.n if stop is None else stop
         if x == y and self.use_gram and (start, stop) == (0, self.n):
-            similarity = self._gram_similarity(x, mode)
+            similarity = self._gram_similarity(x, mode, scale)
             if similarity is not None:
                 return similarity
-        return self.normalized(x, mode)[..., start:stop, :] @ self.normalized(y, mode).mT
+        product = self.normalized(x, mode)[..., start:stop, :] @ self.normalized(y, mode).mT
+        return product if scale == 1.0 else product.mul_(scale)
 
-    def _gram_similarity(self, view: View, mode: RowNorm) -> Tensor | None:
+    def _gram_similarity(self, view: View, mode: RowNorm, scale: float) -> Tensor | None:
         """u u^T from X X^T = G_c + p 1^T + 1 p^T + |m|^2 (p = X_c m), or None where that loses
         more than GRAM_SIMILARITY_LOSS of precision: the error of entry ij grows by
         f_i f_j, f_i = (|x_c,i| + |m|) / |x_i|, which is large only for rows far shorter than the
@@ -183,7 +197,7 @@ class Batch:
         factor = (centred_sq.sqrt() + mean_sq.sqrt().unsqueeze(-1)).square() / row_sq
         if not bool((factor.amax(-1) <= GRAM_SIMILARITY_LOSS).all()):
             return None
-        w = inverse_norms(row_sq, mode)
+        w = inverse_norms(row_sq, mode) * scale**0.5
         raw = g + p.unsqueeze(-1) + (p + mean_sq.unsqueeze(-1)).unsqueeze(-2)
         return raw * (w.unsqueeze(-1) * w.unsqueeze(-2))
 
@@ -213,8 +227,7 @@ class WholeSet:
         return _off_sq(self._mat(view, view))
 
     def cross(self, x: View, y: View, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        c = self._mat(x, y) * s.unsqueeze(-1) * t.unsqueeze(-2)
-        return c.diagonal(), _off_sq(c)
+        return _scaled_cross(self._mat(x, y), s, t)
 
     @property
     def has_rows(self) -> bool:
@@ -226,8 +239,10 @@ class WholeSet:
     def normalized(self, view: View, mode: RowNorm) -> Tensor:
         return self._kept().normalized(view, mode)
 
-    def similarity(self, x: View, y: View, mode: RowNorm, start: int = 0, stop: int | None = None) -> Tensor:
-        return self._kept().similarity(x, y, mode, start, stop)
+    def similarity(
+        self, x: View, y: View, mode: RowNorm, start: int = 0, stop: int | None = None, scale: float = 1.0
+    ) -> Tensor:
+        return self._kept().similarity(x, y, mode, start, stop, scale)
 
     def _kept(self) -> Batch:
         if self._batch is None:
