@@ -147,6 +147,11 @@ class PairMoments:
         )
         return sq_diff
 
+    def is_finite(self) -> bool:
+        """False where a NaN/Inf or an overflow reached the state."""
+        parts = (self.mean_a, self.mean_b, self.m_aa, self.m_bb, self.m_ab, self.sq_diff)
+        return all(bool(torch.isfinite(x).all()) for x in parts)
+
     def merge(self, other: PairMoments) -> PairMoments:
         """The moments of both parts together (Chan et al.'s pairwise update); neither is changed."""
         out = PairMoments(

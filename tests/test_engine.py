@@ -302,6 +302,41 @@ def test_nan_and_inf_are_input_errors(run: Runner) -> None:
     assert pb in str(err.value)
 
 
+def test_bad_values_in_later_chunks_of_both_views(run: Runner) -> None:
+    """Only chunks whose sum of squared differences is not finite are scanned value by value;
+    every bad value after the first is still counted, in either view, in every later chunk."""
+    za, zb = views_engine(100, 4, 12)
+    za, zb = za.copy(), zb.copy()
+    za[37, 1] = np.inf
+    za[90, 0] = np.nan
+    zb[64, 2] = -np.inf
+    zb[65, :] = np.nan
+    pa, pb = run.files(za, zb)
+    for dtype in ("float32", "float64"):
+        with pytest.raises(InputError, match=r"2 NaN/Inf values; the first in row 37") as err:
+            evaluate_files(pa, pb, Settings(dtype=dtype, batch_size=8, chunk_rows=16))
+        assert pa in str(err.value)
+        with pytest.raises(InputError, match=r"5 NaN/Inf values; the first in row 64"):
+            evaluate_files(pb, pb, Settings(dtype=dtype, batch_size=8, chunk_rows=16))
+
+
+def test_values_whose_squares_overflow_are_an_input_error(run: Runner) -> None:
+    """Finite float32 values near 1e20 overflow float32 second moments: a clear error that names
+    the way out, never a NaN or a solver's traceback; in float64 the same file scores."""
+    za, zb = views_engine(64, 6, 13)
+    za = za.astype(np.float32)
+    za[10] *= 1e20
+    pa, pb = run.files(za, zb.astype(np.float32))
+    with pytest.raises(
+        InputError, match=r"values too large for float32: their second moments overflow \(use --dtype float64\)"
+    ):
+        evaluate_files(pa, pb, Settings(batch_size=16))
+    result = evaluate_files(pa, pb, Settings(dtype="float64", batch_size=16))
+    assert result.losses["vicreg"].whole_set["invariance"] == pytest.approx(
+        ((za.astype(np.float64) - zb.astype(np.float32)) ** 2).mean(), rel=1e-12
+    )
+
+
 def test_keep_last_with_a_one_row_last_batch(run: Runner) -> None:
     za, zb = views_engine(17, 4, 11)
     with pytest.raises(InputError, match="1 row"):

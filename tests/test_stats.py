@@ -15,7 +15,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sslcheck.stats import ElementMoments, PairMoments
+from sslcheck.stats import CrossParts, ElementMoments, PairMoments, symmetric_product
 
 F32_EPS = 2.0**-24
 
@@ -197,3 +197,64 @@ def test_float32_blocks_with_a_large_offset(n: int, d: int, parts: int) -> None:
     # and cascade-summed in float32 (error ~ eps log2(rows), observed up to 1.08e-7)
     np.testing.assert_allclose(e.m2.numpy(), va, rtol=4 * F32_EPS)
     np.testing.assert_allclose(e.mean.numpy(), want["mean_a"], rtol=1e-14)
+
+
+# --- the block-triangular product and the cross products taken in parts -------------------
+
+
+@pytest.mark.parametrize("d,width", [(7, None), (256, None), (300, 128), (600, None), (600, 256), (1030, 512)])
+def test_symmetric_product_equals_the_full_product(d: int, width: int | None) -> None:
+    """Upper-triangle blocks (the last one narrower where D is no multiple of the width) and
+    their mirrored copies give x^T x."""
+    x = np.random.default_rng(d).standard_normal((50, d))
+    got = symmetric_product(torch.from_numpy(x), width).numpy()
+    np.testing.assert_allclose(got, x.T @ x, rtol=1e-12, atol=1e-11)
+
+
+def test_cross_parts_equal_the_cross_product_about_any_point() -> None:
+    """sum_p P_p + sum_p n_p (mu_a,p - c_a)(mu_b,p - c_b)^T = sum_i (a_i - c_a)(b_i - c_b)^T,
+    for parts of unequal sizes added in any grouping."""
+    a, b = data(45, 6, 11)
+    parts = CrossParts()
+    for rows, lo, hi in ((5, 0, 20), (10, 20, 40), (5, 40, 45)):
+        pa, pb = a[lo:hi].reshape(-1, rows, 6), b[lo:hi].reshape(-1, rows, 6)
+        ma, mb = pa.mean(-2, keepdims=True), pb.mean(-2, keepdims=True)
+        parts.add(
+            rows, torch.from_numpy(ma), torch.from_numpy(mb), torch.from_numpy(np.swapaxes(pa - ma, -1, -2) @ (pb - mb))
+        )
+    ca, cb = np.full(6, 0.3), np.linspace(-1, 1, 6)
+    got = parts.about(45, torch.from_numpy(ca), torch.from_numpy(cb)).numpy()
+    np.testing.assert_allclose(got, (a - ca).T @ (b - cb), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="45 rows, the block 44"):
+        parts.about(44, torch.from_numpy(ca), torch.from_numpy(cb))
+
+
+def test_update_with_cross_parts_equals_the_plain_update() -> None:
+    a, b = data(40, 5, 12, offset=50.0)
+    parts = CrossParts()
+    pa, pb = a.reshape(4, 10, 5), b.reshape(4, 10, 5)
+    ma, mb = pa.mean(-2, keepdims=True), pb.mean(-2, keepdims=True)
+    parts.add(
+        10, torch.from_numpy(ma), torch.from_numpy(mb), torch.from_numpy(np.swapaxes(pa - ma, -1, -2) @ (pb - mb))
+    )
+    plain, by_parts = PairMoments.empty(5), PairMoments.empty(5)
+    plain.update(torch.from_numpy(a), torch.from_numpy(b))
+    returned = by_parts.update(torch.from_numpy(a), torch.from_numpy(b), parts)
+    want = reference(a, b)
+    assert scaled_error(by_parts, want, a, b) < 1e-13
+    np.testing.assert_allclose(by_parts.m_ab.numpy(), plain.m_ab.numpy(), rtol=1e-11, atol=1e-9)
+    assert float(returned) == pytest.approx(want["sq_diff"], rel=1e-13)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_update_returns_a_non_finite_sum_for_a_bad_value(value: float) -> None:
+    """The engine's NaN/Inf test: the returned sum of squared differences is finite exactly
+    when both blocks are (values whose squares overflow aside)."""
+    a, b = data(20, 4, 13)
+    assert np.isfinite(float(PairMoments.empty(4).update(torch.from_numpy(a), torch.from_numpy(b))))
+    for x, y in ((a.copy(), b), (a, b.copy())):
+        (x if x is not a else y)[7, 2] = value
+        assert not np.isfinite(float(PairMoments.empty(4).update(torch.from_numpy(x), torch.from_numpy(y))))
+    both = a.copy()
+    both[3, 1] = np.inf
+    assert not np.isfinite(float(PairMoments.empty(4).update(torch.from_numpy(both), torch.from_numpy(both))))
