@@ -279,6 +279,26 @@ class Bench:
             entry["report"] = report
             self.print_child("report", report, b["wall_min"])
 
+        # the stage breakdown runs before the naive path, whose whole-pair load evicts the files
+        # from the page cache (then every later read of a 4 GiB pair goes to the disk)
+        self.run_stages(entry, pa, pb, folder)
+        self.run_naive(entry, pa, pb, folder, score)
+
+    def run_stages(self, entry: dict[str, Any], pa: Path, pb: Path, folder: Path) -> None:
+        if self.args.skip_stages:
+            return
+        cmd = [sys.executable, str(HERE / "stages.py"), str(pa), str(pb), *self.thread_args]
+        run = self.child(cmd, folder, sample=False)
+        if run.rc != 0:
+            entry["stages"] = {"error": run.stderr[-2000:]}
+            say(f"  stages     FAILED (exit {run.rc}): {run.stderr[-500:]}")
+            return
+        data = json.loads(run.stdout.strip().splitlines()[-1])
+        entry["stages"] = data
+        self.print_stages(data, entry["bound"])
+
+    def run_naive(self, entry: dict[str, Any], pa: Path, pb: Path, folder: Path, score: dict[str, Any]) -> None:
+        lib, args, b = self.lib, self.args, entry["bound"]
         if args.skip_naive:
             entry["naive"] = {"skipped": "--skip-naive"}
             say("  naive      skipped (--skip-naive)")
@@ -299,18 +319,6 @@ class Bench:
                 if naive["rc"] == 0 and naive.get("json"):
                     parts = ", ".join(f"{k} {fmt_s(v)}" for k, v in naive["json"]["stages"].items())
                     say(f"             [{naive['json']['source']} losses; {parts}]")
-
-        if args.skip_stages:
-            return
-        cmd = [sys.executable, str(HERE / "stages.py"), str(pa), str(pb), *self.thread_args]
-        run = self.child(cmd, folder, sample=False)
-        if run.rc != 0:
-            entry["stages"] = {"error": run.stderr[-2000:]}
-            say(f"  stages     FAILED (exit {run.rc}): {run.stderr[-500:]}")
-            return
-        data = json.loads(run.stdout.strip().splitlines()[-1])
-        entry["stages"] = data
-        self.print_stages(data, entry["bound"])
 
     def print_child(
         self, label: str, s: dict[str, Any], bound_wall: float, other: dict[str, Any] | None = None

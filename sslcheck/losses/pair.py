@@ -8,12 +8,12 @@ With x_c the centred view and M_xy = x_c^T y_c:
 - `col_var(v, ddof)`  diag(M_vv) / (N - ddof)
 - `cov_offdiag_sq(v)` Off(M_vv) = sum of squared off-diagonal entries
 - `cross(x, y, s, t)` diag and Off of diag(s) M_xy diag(t)
-
 - `similarity(x, y, mode, start, stop, scale)` rows start:stop of scale u_x u_y^T (u: L2-normalised rows)
 
 For D > 4B/3 a batch uses B x B Grams (Off(X^T X) = ||X X^T||_F^2 - sum diag^2 and
 ||X^T Y||_F^2 = <X X^T, Y Y^T>_F): O(B^2 D) instead of O(B D^2). That difference cancels when
-the diagonal dominates (one column far larger than the rest); then the D x D product is used.
+the diagonal dominates (one column far larger than the rest); then the D x D product is used, as
+it is wherever it was already taken (the engine takes x_c^T y_c per batch for the whole set).
 The same centred Gram serves the contrastive self-similarities: with m the batch mean and
 p = X_c m, X X^T = X_c X_c^T + p 1^T + 1 p^T + |m|^2, so u u^T costs O(B^2), not O(B^2 D).
 """
@@ -50,19 +50,23 @@ MATRIX = (-2, -1)
 GRAM_SIMILARITY_LOSS = 16.0  # most a row's cosines may lose to the Gram derivation (4 bits), else direct
 
 
-def _off_sq(m: Tensor) -> Tensor:
-    """Sum of squared off-diagonal entries of (each) square matrix [..., D, D], the diagonal
-    zeroed before the sum: no cancelling."""
+def _off_squares(m: Tensor) -> Tensor:
+    """m * m with the diagonal zeroed, for (each) square matrix [..., D, D]: sums of it never
+    subtract the diagonal, so nothing cancels."""
     sq = m.square()
     sq.diagonal(dim1=-2, dim2=-1).zero_()
-    return sq.sum(MATRIX)
+    return sq
+
+
+def _off_sq(m: Tensor) -> Tensor:
+    """Sum of squared off-diagonal entries of (each) square matrix [..., D, D]."""
+    return _off_squares(m).sum(MATRIX)
 
 
 def _scaled_cross(m: Tensor, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     """diag and Off of c = diag(s) m diag(t) for m [..., D, D], without forming c:
     Off(c) = (s^2)^T (m * m, its diagonal zeroed) t^2 (one pass over m, not four)."""
-    sq = m.square()
-    sq.diagonal(dim1=-2, dim2=-1).zero_()
+    sq = _off_squares(m)
     off = ((s * s).unsqueeze(-2) @ (sq @ (t * t).unsqueeze(-1))).reshape(s.shape[:-1])
     return s * m.diagonal(dim1=-2, dim2=-1) * t, off
 
