@@ -36,9 +36,9 @@ from sslcheck.stats import CrossParts, ElementMoments, PairMoments
 DEFAULT_LOSSES = ("vicreg", "barlow", "nt_xent")
 CONTRASTIVE_WORK_LIMIT = 2**38  # (2N)^2 * D multiply-adds for an exact whole-set contrastive value
 SAMPLE_SIZE = 4096
-CHUNK_ELEMS = 1 << 22  # values per view in one chunk (see chunk_size)
-GROUP_ELEMS = 1 << 22  # similarities per group of batches scored at once (bounds transient memory)
-PRODUCT_ELEMS = 1 << 22  # D x D entries per group (batched products slowed down at 64 MiB: measured)
+CHUNK_ELEMS = 1 << 20  # values per view in one chunk (see chunk_size)
+GROUP_ELEMS = 1 << 21  # similarities per group of batches scored at once (bounds transient memory)
+PRODUCT_ELEMS = 1 << 21  # D x D entries per group (batched products slowed down at 64 MiB: measured)
 MIN_CHUNK_ROWS = 2048  # at large D the float64 absorb (O(D^2)) must be amortised over many rows
 Progress = Callable[[int, int], None]
 
@@ -76,13 +76,14 @@ class Settings:
 
 
 def chunk_size(rows: int | None, bsz: int | None, d: int) -> int:
-    """Rows read per chunk: about CHUNK_ELEMS values (16 MiB of float32) unless `rows` is given,
+    """Rows read per chunk: about CHUNK_ELEMS values (4 MiB of float32) unless `rows` is given,
     within [2048, 8192], and a multiple of the batch size so that no batch straddles two chunks.
 
-    Equal-sized chunks make the same transient tensors chunk after chunk, which the heap reuses
-    (`sslcheck.memory`); at least 2048 rows keep the once-per-chunk float64 absorb (O(D^2)) and the
-    per-chunk op overheads small beside the products (8192 rows at D = 512: 5.5 s against 6.1 s
-    with 2048 at N = 2^18, peak RssAnon 344 MB against 262 MB: measured in one process).
+    Equal-sized chunks make the same small transient tensors chunk after chunk, which the heap
+    reuses (`sslcheck.memory`); at least 2048 rows keep the once-per-chunk float64 absorb (O(D^2))
+    small beside the products. Measured with `score` at D = 512: 2048 rows (8 batches a group)
+    24.9 s and 255 MB at N = 2^20, flat from 2^17; 4096 rows 24.7 s and 329 MB; 8192 rows (16 a
+    group) 466 MB at 2^20 against 354 MB at 2^17, growing with N (the heap fragmented).
     """
     target = rows or min(8192, max(MIN_CHUNK_ROWS, CHUNK_ELEMS // d))
     return target if bsz is None else bsz * max(1, target // bsz)
