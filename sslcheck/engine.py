@@ -31,7 +31,7 @@ from sslcheck.losses.flavors import (
 from sslcheck.losses.normalize import normalize_rows
 from sslcheck.losses.pair import Batch, WholeSet
 from sslcheck.result import InputInfo, LossResult, Result, Summary, finite_or_none
-from sslcheck.stats import CrossParts, ElementMoments, PairMoments
+from sslcheck.stats import CrossParts, ElementMoments, PairMoments, squared_difference_sum
 
 DEFAULT_LOSSES = ("vicreg", "barlow", "nt_xent")
 CONTRASTIVE_WORK_LIMIT = 2**38  # (2N)^2 * D multiply-adds for an exact whole-set contrastive value
@@ -76,8 +76,9 @@ class Settings:
 
 
 def chunk_size(rows: int | None, bsz: int | None, d: int) -> int:
-    """Rows read per chunk: about CHUNK_ELEMS values (4 MiB of float32) unless `rows` is given,
-    within [2048, 8192], and a multiple of the batch size so that no batch straddles two chunks.
+    """Rows read per chunk: `rows` if given, else about CHUNK_ELEMS values (4 MiB of float32)
+    within [2048, 8192] rows; then a multiple of the batch size (at least one batch), so that no
+    batch straddles two chunks.
 
     Equal-sized chunks make the same small transient tensors chunk after chunk, which the heap
     reuses (`sslcheck.memory`); at least 2048 rows keep the once-per-chunk float64 absorb (O(D^2))
@@ -148,14 +149,13 @@ class _Finite:
             )
 
 
-def _absorb_finite(
-    moments: PairMoments, xa: Tensor, xb: Tensor, cross: CrossParts | None, start: int, fa: _Finite, fb: _Finite
-) -> bool:
-    """Absorb a chunk into the moments; False if it holds a NaN or an Inf (then the moments are
-    spoilt, and the pass only counts from here on). The chunk's sum of squared differences is
-    finite unless a value is NaN/Inf or overflows when squared, so only such a chunk (rare) takes
-    the elementwise scan: one scalar test per chunk instead of a pass over every value."""
-    if bool(torch.isfinite(moments.update(xa, xb, cross))):
+def _no_bad_values(sq_diff: Tensor, start: int, xa: Tensor, xb: Tensor, fa: _Finite, fb: _Finite) -> bool:
+    """Whether a chunk holds no NaN or Inf, scanning it value by value only where its sum of
+    squared differences (`squared_difference_sum`) is not finite: one scalar test per chunk
+    instead of a pass over every value. Nothing is computed from a bad chunk (a solver would
+    fail on it); a finite chunk whose sum overflowed passes, and the overflow check after the
+    pass reports it."""
+    if bool(torch.isfinite(sq_diff)):
         return True
     ok_a, ok_b = fa.check(start, xa), fb.check(start, xb)
     return ok_a and ok_b
@@ -218,8 +218,10 @@ def evaluate(
             finite_a.check(start, xa)
             finite_b.check(start, xb)
         else:
-            cross = None if one_batch else _score_batches(xa, xb, bsz, s.drop_last, params, batch_terms)
-            if _absorb_finite(moments, xa, xb, cross, start, finite_a, finite_b):
+            sq_diff = squared_difference_sum(xa, xb)
+            if _no_bad_values(sq_diff, start, xa, xb, finite_a, finite_b):
+                cross = None if one_batch else _score_batches(xa, xb, bsz, s.drop_last, params, batch_terms)
+                moments.update(xa, xb, cross, sq_diff)
                 ua, ub = normalize_rows(xa), normalize_rows(xb)
                 l2a.update(ua)
                 l2b.update(ub)
@@ -282,10 +284,13 @@ def _accumulate_row_means(
     """Add each row-mean loss's chunk value times the chunk's rows (exact whole-set means)."""
     if not sums:
         return
+    rows = xa.shape[0]
+    if rows == 1:  # a Batch needs 2 rows; a row mean of one row is that of the row twice
+        xa, xb = xa.expand(2, -1), xb.expand(2, -1)
     chunk = Batch(xa, xb)
     for key, terms in sums.items():
         for term, value in LOSSES[key[0]].compute(chunk, params[key]).items():
-            terms[term] = terms[term] + value.double() * xa.shape[0]
+            terms[term] = terms[term] + value.double() * rows
 
 
 class _BatchValues:
@@ -342,10 +347,18 @@ def _score_batches(
             groups.append((ra.unsqueeze(0), rb.unsqueeze(0)))
         else:
             ma, mb = ra.mean(0, keepdim=True), rb.mean(0, keepdim=True)
-            cross.add(ra.shape[0], ma, mb, ((ra - ma).T @ (rb - mb)).unsqueeze(0))
+            ca, cb = ra - ma, rb - mb
+            cross.add(ra.shape[0], ma, mb, ca.sum(0), cb.sum(0), (ca.T @ cb).unsqueeze(0))
     for ga, gb in groups:
         batch = Batch(ga, gb)
-        cross.add(ga.shape[-2], batch.means("a"), batch.means("b"), batch.product("a", "b"))
+        cross.add(
+            ga.shape[-2],
+            batch.means("a"),
+            batch.means("b"),
+            batch.centred("a").sum(-2),
+            batch.centred("b").sum(-2),
+            batch.product("a", "b"),
+        )
         for (loss, fl), p in params.items():
             spec = LOSSES[loss]
             if spec.batched:

@@ -32,6 +32,13 @@ def _centre(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return xc, approx.to(F64) + residual, residual
 
 
+def squared_difference_sum(xa: Tensor, xb: Tensor) -> Tensor:
+    """sum_i ||a_i - b_i||^2 as a float64 scalar: row sums in the block's dtype, widened before
+    the sum over rows (a float32 total of large rows would overflow where no row does). It is
+    finite unless a value is NaN or Inf or a row's sum overflows the block's dtype."""
+    return (xa - xb).pow_(2).sum(-1).to(F64).sum()
+
+
 def symmetric_product(x: Tensor, width: int | None = None) -> Tensor:
     """x^T x [D, D] from the upper triangle of its column blocks: k = ceil(D / width) blocks take
     k (k + 1) / 2 products instead of k^2 (torch has no SYRK). The default width, 128 / 256 / 512
@@ -52,29 +59,41 @@ def symmetric_product(x: Tensor, width: int | None = None) -> Tensor:
 
 @dataclass
 class CrossParts:
-    """A block's cross products taken in parts (its batches): each part's row count, its two
-    means and its centred product, the products summed.
+    """A block's cross products taken in parts (its batches): each part's row count, the points
+    m_p its product P_p was taken about (its means, as rounded), the sums S_p of its rows about
+    them (~0, not 0: a rounded mean is not the exact one) and the products, summed.
 
-    About any point (c_a, c_b), with the parts' means mu_p and counts n_p:
-        sum_i (a_i - c_a)(b_i - c_b)^T = sum_p P_p + sum_p n_p (mu_a,p - c_a)(mu_b,p - c_b)^T
+    About any point (c_a, c_b), exactly:
+        sum_i (a_i - c_a)(b_i - c_b)^T
+            = sum_p [P_p + S_a,p d_b,p^T + d_a,p S_b,p^T + n_p d_a,p d_b,p^T],   d_p = m_p - c
     """
 
     counts: list[Tensor] = field(default_factory=list)
     means_a: list[Tensor] = field(default_factory=list)
     means_b: list[Tensor] = field(default_factory=list)
+    sums_a: list[Tensor] = field(default_factory=list)
+    sums_b: list[Tensor] = field(default_factory=list)
     product: Tensor | None = None
 
-    def add(self, rows: int, means_a: Tensor, means_b: Tensor, products: Tensor) -> None:
-        """Parts of `rows` rows each: means [..., D] and centred products [..., D, D]."""
+    def add(
+        self, rows: int, means_a: Tensor, means_b: Tensor, sums_a: Tensor, sums_b: Tensor, products: Tensor
+    ) -> None:
+        """Parts of `rows` rows each: the points m_p [..., D], the sums S_p [..., D] of the rows
+        about them, and the products about them [..., D, D]."""
         d = products.shape[-1]
         flat = products.reshape(-1, d, d)
         if self.product is None:
             self.product = flat.sum(0)
         else:
             self.product.add_(flat[0] if flat.shape[0] == 1 else flat.sum(0))
-        self.means_a.append(means_a.reshape(-1, d))
-        self.means_b.append(means_b.reshape(-1, d))
-        self.counts.append(torch.full((self.means_a[-1].shape[0],), float(rows), device=products.device))
+        for store, x in (
+            (self.means_a, means_a),
+            (self.means_b, means_b),
+            (self.sums_a, sums_a),
+            (self.sums_b, sums_b),
+        ):
+            store.append(x.reshape(-1, d))
+        self.counts.append(torch.full((flat.shape[0],), float(rows), dtype=F64, device=products.device))
 
     def about(self, rows: int, centre_a: Tensor, centre_b: Tensor) -> Tensor:
         """The whole block's cross product about (centre_a, centre_b), in the parts' dtype."""
@@ -84,7 +103,9 @@ class CrossParts:
         dtype = self.product.dtype
         da = torch.cat(self.means_a) - centre_a.to(dtype)
         db = torch.cat(self.means_b) - centre_b.to(dtype)
-        return torch.addmm(self.product, (da * counts.to(dtype).unsqueeze(-1)).T, db)
+        sa, sb = torch.cat(self.sums_a), torch.cat(self.sums_b)
+        corrected = torch.addmm(self.product, sa.T, db)
+        return corrected.addmm_(da.T, sb + db * counts.to(dtype).unsqueeze(-1))
 
 
 @dataclass
@@ -119,20 +140,19 @@ class PairMoments:
         moments.update(xa, xb)
         return moments
 
-    def update(self, xa: Tensor, xb: Tensor, cross: CrossParts | None = None) -> Tensor:
-        """In place: absorb the rows of one block (the engine's per-chunk step); returns the
-        block's sum of squared differences, which is finite unless the block holds a NaN or an
-        Inf (or values so large that their squares overflow).
+    def update(self, xa: Tensor, xb: Tensor, cross: CrossParts | None = None, sq_diff: Tensor | None = None) -> None:
+        """In place: absorb the rows of one block (the engine's per-chunk step).
 
         The block is centred about its mean in its own dtype and its three products are taken
         there; the float64 state then absorbs them in one pass per matrix, no float64 temporaries.
         `cross`: the block's cross products already taken in parts (the engine's batches), so
-        the cross product is assembled from them instead of being computed again.
+        the cross product is assembled from them instead of being computed again; `sq_diff`:
+        the block's `squared_difference_sum`, where the caller already has it.
         """
         ca, mean_a, res_a = _centre(xa)
         cb, mean_b, res_b = _centre(xb)
         n = xa.shape[0]
-        sq_diff = (xa - xb).pow_(2).sum().to(F64)
+        sq_diff = squared_difference_sum(xa, xb) if sq_diff is None else sq_diff
         self._absorb(
             n,
             mean_a,
@@ -145,7 +165,6 @@ class PairMoments:
             res_b[None],
             torch.full((1,), -float(n), dtype=F64, device=res_a.device),
         )
-        return sq_diff
 
     def is_finite(self) -> bool:
         """False where a NaN/Inf or an overflow reached the state."""

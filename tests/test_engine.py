@@ -320,6 +320,30 @@ def test_bad_values_in_later_chunks_of_both_views(run: Runner) -> None:
             evaluate_files(pb, pb, Settings(dtype=dtype, batch_size=8, chunk_rows=16))
 
 
+@pytest.mark.parametrize("losses", [("mmcr",), ("all",)])
+def test_a_bad_value_reaches_no_loss(run: Runner, losses: tuple[str, ...]) -> None:
+    """A chunk with a NaN is scanned before any batch of it is scored: MMCR's SVD failed on it
+    with a LAPACK traceback when batches were scored first (found in review)."""
+    za, zb = views_engine(600, 8, 14)
+    za = za.copy()
+    za[5, 2] = np.nan
+    pa, pb = run.files(za, zb)
+    with pytest.raises(InputError, match=r"1 NaN/Inf value; the first in row 5"):
+        evaluate_files(pa, pb, Settings(losses=losses, batch_size=64))
+
+
+def test_a_one_row_last_chunk_with_row_mean_losses(run: Runner) -> None:
+    """N = 513 in 512-row chunks: the last chunk holds one row, which a Batch cannot (it needs
+    2 rows); the row-mean losses still average every row (found in review)."""
+    za, zb = views_engine(513, 6, 15)
+    result = run(za, zb, losses=("negative_cosine", "byol"), batch_size=64, chunk_rows=512)
+    ua = za / np.linalg.norm(za, axis=1, keepdims=True)
+    ub = zb / np.linalg.norm(zb, axis=1, keepdims=True)
+    cos = (ua * ub).sum(1)
+    assert_close(result.losses["negative_cosine"].whole_set["total"], -cos.mean())
+    assert_close(result.losses["byol"].whole_set["total"], (2 - 2 * cos).mean())
+
+
 def test_values_whose_squares_overflow_are_an_input_error(run: Runner) -> None:
     """Finite float32 values near 1e20 overflow float32 second moments: a clear error that names
     the way out, never a NaN or a solver's traceback; in float64 the same file scores."""

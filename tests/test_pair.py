@@ -103,3 +103,18 @@ def test_cross_terms_from_a_product_equal_the_explicit_matrix(lead: tuple[int, .
     np.testing.assert_allclose(diag.numpy(), np.diagonal(c, axis1=-2, axis2=-1), rtol=1e-12)
     want_off = (c**2).sum((-2, -1)) - (np.diagonal(c, axis1=-2, axis2=-1) ** 2).sum(-1)
     np.testing.assert_allclose(off.numpy(), want_off, rtol=1e-11)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_zero_row_has_a_finite_gradient(mode: str) -> None:
+    """F.normalize's max(||x||, 1e-12) has a finite gradient at a zero row; so must ours (the
+    torch mode took sqrt(0)'s infinite slope before, found in review)."""
+    x = torch.zeros(3, 4, dtype=torch.float64)
+    x[1] = torch.tensor([1.0, 2.0, 0.0, -1.0], dtype=torch.float64)
+    x.requires_grad_(True)
+    normalize_rows(x, mode).sum().backward()
+    assert x.grad is not None and bool(torch.isfinite(x.grad).all())
+    if mode == "torch":
+        ref_x = x.detach().clone().requires_grad_(True)
+        torch.nn.functional.normalize(ref_x, dim=1).sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), ref_x.grad.numpy(), rtol=1e-12, atol=1e-12)

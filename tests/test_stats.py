@@ -15,7 +15,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sslcheck.stats import CrossParts, ElementMoments, PairMoments, symmetric_product
+from sslcheck.stats import CrossParts, ElementMoments, PairMoments, squared_difference_sum, symmetric_product
 
 F32_EPS = 2.0**-24
 
@@ -211,17 +211,24 @@ def test_symmetric_product_equals_the_full_product(d: int, width: int | None) ->
     np.testing.assert_allclose(got, x.T @ x, rtol=1e-12, atol=1e-11)
 
 
+def cross_parts(a: np.ndarray, b: np.ndarray, spans: tuple[tuple[int, int, int], ...]) -> CrossParts:
+    """Rows lo:hi in parts of `rows` rows each, per (rows, lo, hi), as the engine's batches give
+    them: each part's mean (in the rows' dtype), the sums of its rows about it, its product."""
+    parts = CrossParts()
+    for rows, lo, hi in spans:
+        pa, pb = a[lo:hi].reshape(-1, rows, a.shape[1]), b[lo:hi].reshape(-1, rows, b.shape[1])
+        ma, mb = pa.mean(-2, keepdims=True), pb.mean(-2, keepdims=True)
+        ca, cb = pa - ma, pb - mb
+        t = torch.from_numpy
+        parts.add(rows, t(ma), t(mb), t(ca.sum(-2)), t(cb.sum(-2)), t(np.swapaxes(ca, -1, -2) @ cb))
+    return parts
+
+
 def test_cross_parts_equal_the_cross_product_about_any_point() -> None:
-    """sum_p P_p + sum_p n_p (mu_a,p - c_a)(mu_b,p - c_b)^T = sum_i (a_i - c_a)(b_i - c_b)^T,
+    """sum_p [P_p + S_a,p d_b,p^T + d_a,p S_b,p^T + n_p d_a,p d_b,p^T] = sum_i (a_i - c_a)(b_i - c_b)^T,
     for parts of unequal sizes added in any grouping."""
     a, b = data(45, 6, 11)
-    parts = CrossParts()
-    for rows, lo, hi in ((5, 0, 20), (10, 20, 40), (5, 40, 45)):
-        pa, pb = a[lo:hi].reshape(-1, rows, 6), b[lo:hi].reshape(-1, rows, 6)
-        ma, mb = pa.mean(-2, keepdims=True), pb.mean(-2, keepdims=True)
-        parts.add(
-            rows, torch.from_numpy(ma), torch.from_numpy(mb), torch.from_numpy(np.swapaxes(pa - ma, -1, -2) @ (pb - mb))
-        )
+    parts = cross_parts(a, b, ((5, 0, 20), (10, 20, 40), (5, 40, 45)))
     ca, cb = np.full(6, 0.3), np.linspace(-1, 1, 6)
     got = parts.about(45, torch.from_numpy(ca), torch.from_numpy(cb)).numpy()
     np.testing.assert_allclose(got, (a - ca).T @ (b - cb), rtol=1e-12, atol=1e-12)
@@ -231,30 +238,43 @@ def test_cross_parts_equal_the_cross_product_about_any_point() -> None:
 
 def test_update_with_cross_parts_equals_the_plain_update() -> None:
     a, b = data(40, 5, 12, offset=50.0)
-    parts = CrossParts()
-    pa, pb = a.reshape(4, 10, 5), b.reshape(4, 10, 5)
-    ma, mb = pa.mean(-2, keepdims=True), pb.mean(-2, keepdims=True)
-    parts.add(
-        10, torch.from_numpy(ma), torch.from_numpy(mb), torch.from_numpy(np.swapaxes(pa - ma, -1, -2) @ (pb - mb))
-    )
     plain, by_parts = PairMoments.empty(5), PairMoments.empty(5)
     plain.update(torch.from_numpy(a), torch.from_numpy(b))
-    returned = by_parts.update(torch.from_numpy(a), torch.from_numpy(b), parts)
-    want = reference(a, b)
-    assert scaled_error(by_parts, want, a, b) < 1e-13
+    by_parts.update(torch.from_numpy(a), torch.from_numpy(b), cross_parts(a, b, ((10, 0, 40),)))
+    assert scaled_error(by_parts, reference(a, b), a, b) < 1e-13
     np.testing.assert_allclose(by_parts.m_ab.numpy(), plain.m_ab.numpy(), rtol=1e-11, atol=1e-9)
-    assert float(returned) == pytest.approx(want["sq_diff"], rel=1e-13)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e2, 1e4])
+def test_float32_cross_parts_with_a_large_offset(offset: float) -> None:
+    """float32 parts about their rounded means: the sums S_p of the rows about them put back what
+    the rounding takes (without them the cross moment was 4e-5 off at offset 1e4, found in review);
+    within float32 accuracy of the float64 moments of the same values, like the plain update."""
+    a64, b64 = data(2048, 16, 21)
+    a, b = (a64 + offset).astype(np.float32), (a64 + 1e-3 * b64 + offset).astype(np.float32)
+    want = reference(a, b)
+    for cross in (None, cross_parts(a, b, ((256, 0, 2048),))):
+        m = PairMoments.empty(16)
+        m.update(torch.from_numpy(a), torch.from_numpy(b), cross)
+        assert scaled_error(m, want, a, b) < 4 * np.sqrt(2048) * F32_EPS, cross
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
-def test_update_returns_a_non_finite_sum_for_a_bad_value(value: float) -> None:
-    """The engine's NaN/Inf test: the returned sum of squared differences is finite exactly
-    when both blocks are (values whose squares overflow aside)."""
+def test_a_bad_value_makes_the_squared_difference_sum_non_finite(value: float) -> None:
+    """The engine's NaN/Inf test: the sum is finite exactly when both blocks are."""
     a, b = data(20, 4, 13)
-    assert np.isfinite(float(PairMoments.empty(4).update(torch.from_numpy(a), torch.from_numpy(b))))
+    assert np.isfinite(float(squared_difference_sum(torch.from_numpy(a), torch.from_numpy(b))))
     for x, y in ((a.copy(), b), (a, b.copy())):
         (x if x is not a else y)[7, 2] = value
-        assert not np.isfinite(float(PairMoments.empty(4).update(torch.from_numpy(x), torch.from_numpy(y))))
+        assert not np.isfinite(float(squared_difference_sum(torch.from_numpy(x), torch.from_numpy(y))))
     both = a.copy()
     both[3, 1] = np.inf
-    assert not np.isfinite(float(PairMoments.empty(4).update(torch.from_numpy(both), torch.from_numpy(both))))
+    assert not np.isfinite(float(squared_difference_sum(torch.from_numpy(both), torch.from_numpy(both))))
+
+
+def test_squared_difference_sum_of_large_float32_rows() -> None:
+    """Squares near 4e34 whose float32 total would overflow (found in review): rows are summed in
+    float32, the rows' sums in float64."""
+    a = np.full((4096, 8), 1e17, dtype=np.float32)
+    got = float(squared_difference_sum(torch.from_numpy(a), torch.from_numpy(-a)))
+    assert got == pytest.approx(4096 * 8 * (2 * 1e17) ** 2, rel=1e-6)

@@ -14,8 +14,8 @@ def inverse_norms(sq: Tensor, mode: RowNorm = "torch") -> Tensor:
     """The factor that normalises a row of squared L2 norm `sq`, guarded as the named library
     guards it: torch (`F.normalize`) 1 / max(||x||, 1e-12); tf (`tf.math.l2_normalize`)
     1 / sqrt(max(||x||^2, 1e-12)); nx (Elixir Nx) 1 / sqrt(||x||^2 + 1e-8)."""
-    if mode == "torch":
-        return sq.sqrt().clamp_min(1e-12).reciprocal()
+    if mode == "torch":  # max(sqrt(sq), 1e-12) as sqrt(max(sq, 1e-24)): the same value, and a finite gradient at 0
+        return sq.clamp_min(1e-24).rsqrt()
     if mode == "tf":
         return sq.clamp_min(1e-12).rsqrt()
     if mode == "nx":

@@ -15,7 +15,8 @@ For D > 4B/3 a batch uses B x B Grams (Off(X^T X) = ||X X^T||_F^2 - sum diag^2 a
 the diagonal dominates (one column far larger than the rest); then the D x D product is used, as
 it is wherever it was already taken (the engine takes x_c^T y_c per batch for the whole set).
 The same centred Gram serves the contrastive self-similarities: with m the batch mean and
-p = X_c m, X X^T = X_c X_c^T + p 1^T + 1 p^T + |m|^2, so u u^T costs O(B^2), not O(B^2 D).
+p = X_c m, X X^T = X_c X_c^T + p 1^T + 1 p^T + |m|^2, so once VICReg has the Gram, u u^T costs
+O(B^2 + B D), not O(B^2 D).
 """
 
 from __future__ import annotations
