@@ -28,6 +28,7 @@ def row_sq_norms(x: Tensor) -> Tensor:
     return torch.linalg.vector_norm(x, dim=-1).square()
 
 
-def normalize_rows(x: Tensor, mode: RowNorm = "torch") -> Tensor:
-    """Divide each row by its L2 norm, guarded as the named library guards it (`inverse_norms`)."""
-    return x * inverse_norms(row_sq_norms(x), mode).unsqueeze(-1)
+def normalize_rows(x: Tensor, mode: RowNorm = "torch", sq: Tensor | None = None) -> Tensor:
+    """Divide each row by its L2 norm, guarded as the named library guards it (`inverse_norms`);
+    `sq`: the rows' squared norms (`row_sq_norms`), where the caller already has them."""
+    return x * inverse_norms(row_sq_norms(x) if sq is None else sq, mode).unsqueeze(-1)

@@ -26,7 +26,7 @@ from typing import Literal, Protocol
 
 from torch import Tensor
 
-from sslcheck.losses.normalize import RowNorm, inverse_norms, row_sq_norms
+from sslcheck.losses.normalize import RowNorm, inverse_norms, normalize_rows, row_sq_norms
 from sslcheck.stats import PairMoments
 
 View = Literal["a", "b"]
@@ -92,7 +92,7 @@ class Batch:
         self.use_gram = self.d * 3 > 4 * self.n
         self._normalized: dict[tuple[View, str], Tensor] = {}
         self._products: dict[tuple[View, View], Tensor] = {}
-        self._grams: dict[tuple[View, View], Tensor] = {}
+        self._grams: dict[View, Tensor] = {}
         self._row_sq: dict[View, Tensor] = {}
 
     def rows(self, view: View) -> Tensor:
@@ -156,11 +156,10 @@ class Batch:
 
     def gram(self, view: View) -> Tensor:
         """X_c X_c^T: [..., B, B], computed once per view (VICReg and the contrastive terms share it)."""
-        key = (view, view)
-        if key not in self._grams:
+        if view not in self._grams:
             c = self.centred(view)
-            self._grams[key] = c @ c.mT
-        return self._grams[key]
+            self._grams[view] = c @ c.mT
+        return self._grams[view]
 
     def row_sq(self, view: View) -> Tensor:
         """||x_i||^2 of the raw rows: [..., B]."""
@@ -171,7 +170,7 @@ class Batch:
     def normalized(self, view: View, mode: RowNorm) -> Tensor:
         key = (view, mode)
         if key not in self._normalized:
-            self._normalized[key] = self.rows(view) * inverse_norms(self.row_sq(view), mode).unsqueeze(-1)
+            self._normalized[key] = normalize_rows(self.rows(view), mode, self.row_sq(view))
         return self._normalized[key]
 
     def similarity(
