@@ -16,10 +16,10 @@ import time
 
 import torch
 
+from sslcheck.blas import symmetric_product
 from sslcheck.engine import GROUP_ELEMS, PRODUCT_ELEMS, chunk_size
 from sslcheck.io import open_pair
-from sslcheck.memory import keep_heap_for_reuse
-from sslcheck.stats import symmetric_product
+from sslcheck.process import keep_heap_for_reuse
 
 
 def main() -> None:

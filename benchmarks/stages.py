@@ -175,6 +175,18 @@ def main() -> None:
     ap.add_argument("--trace", metavar="FILE", help="write every memory sample (seconds, RssAnon bytes, stage) as TSV")
     args = ap.parse_args()
 
+    # the CLI tunes its process (glibc's heap, OpenMP's spin: sslcheck.process) before torch is
+    # imported; do the same, so time and memory compare
+    try:
+        from sslcheck.process import tune_process
+    except ImportError:
+        try:
+            from sslcheck.memory import keep_heap_for_reuse as tune_process  # earlier versions
+        except ImportError:
+            tune_process = None
+    malloc_pinned = tune_process is not None
+    if tune_process is not None:
+        tune_process()
     w0, c0 = time.perf_counter(), time.process_time()
     import torch
 
@@ -182,13 +194,6 @@ def main() -> None:
 
     import_wall, import_cpu = time.perf_counter() - w0, time.process_time() - c0
     import_anon = rss_anon()
-    try:  # the CLI sets glibc's malloc thresholds for its process; do the same, so time and memory compare
-        from sslcheck.memory import keep_heap_for_reuse
-    except ImportError:
-        malloc_pinned = False
-    else:
-        keep_heap_for_reuse()
-        malloc_pinned = True
     t = Timers(trace=bool(args.trace))
     missing = instrument(t)
     settings = Settings(threads=args.threads) if args.threads else Settings()

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sslcheck.blas import symmetric_products
 from sslcheck.errors import InputError, UsageError
 from sslcheck.io import ArraySource, open_pair
 from sslcheck.losses.flavors import (
@@ -81,7 +82,7 @@ def chunk_size(rows: int | None, bsz: int | None, d: int) -> int:
     batch straddles two chunks.
 
     Equal-sized chunks make the same small transient tensors chunk after chunk, which the heap
-    reuses (`sslcheck.memory`); at least 2048 rows keep the once-per-chunk float64 absorb (O(D^2))
+    reuses (`sslcheck.process`); at least 2048 rows keep the once-per-chunk float64 absorb (O(D^2))
     small beside the products. Measured with `score` at D = 512: 2048 rows (8 batches a group)
     24.9 s and 255 MB at N = 2^20, flat from 2^17; 4096 rows 24.7 s and 329 MB; 8192 rows (16 a
     group) 466 MB at 2^20 against 354 MB at 2^17, growing with N (the heap fragmented).
@@ -210,27 +211,28 @@ def evaluate(
     row_sums = {key: dict.fromkeys(LOSSES[key[0]].terms, 0.0) for key in params if LOSSES[key[0]].row_mean}
     finite_a, finite_b = _Finite(za.label), _Finite(zb.label)
 
-    start = 0
-    for ca, cb in _chunk_pairs(za, zb, chunk):
-        xa = torch.from_numpy(ca).to(device=device, dtype=dtype)
-        xb = torch.from_numpy(cb).to(device=device, dtype=dtype)
-        if finite_a.count or finite_b.count:  # a bad value was seen: count the rest, compute nothing more
-            finite_a.check(start, xa)
-            finite_b.check(start, xb)
-        else:
-            sq_diff = squared_difference_sum(xa, xb)
-            if _no_bad_values(sq_diff, start, xa, xb, finite_a, finite_b):
-                cross = None if one_batch else _score_batches(xa, xb, bsz, s.drop_last, params, batch_terms)
-                moments.update(xa, xb, cross, sq_diff)
-                ua, ub = normalize_rows(xa), normalize_rows(xb)
-                l2a.update(ua)
-                l2b.update(ub)
-                cosine.update((ua * ub).sum(1))
-                keeper.take(start, xa, xb)
-                _accumulate_row_means(xa, xb, params, row_sums)
-        start += xa.shape[0]
-        if progress:
-            progress(start, n)
+    with symmetric_products(device, dtype) as self_products:
+        start = 0
+        for ca, cb in _chunk_pairs(za, zb, chunk):
+            xa = torch.from_numpy(ca).to(device=device, dtype=dtype)
+            xb = torch.from_numpy(cb).to(device=device, dtype=dtype)
+            if finite_a.count or finite_b.count:  # a bad value was seen: count the rest, compute nothing more
+                finite_a.check(start, xa)
+                finite_b.check(start, xb)
+            else:
+                sq_diff = squared_difference_sum(xa, xb)
+                if _no_bad_values(sq_diff, start, xa, xb, finite_a, finite_b):
+                    cross = None if one_batch else _score_batches(xa, xb, bsz, s.drop_last, params, batch_terms)
+                    moments.update(xa, xb, cross, sq_diff, self_products)
+                    ua, ub = normalize_rows(xa), normalize_rows(xb)
+                    l2a.update(ua)
+                    l2b.update(ub)
+                    cosine.update((ua * ub).sum(1))
+                    keeper.take(start, xa, xb)
+                    _accumulate_row_means(xa, xb, params, row_sums)
+            start += xa.shape[0]
+            if progress:
+                progress(start, n)
     finite_a.raise_if_bad()
     finite_b.raise_if_bad()
     if not moments.is_finite():

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from sslcheck.blas import SelfProducts, torch_self_products
+
 F64 = torch.float64
 
 
@@ -37,24 +39,6 @@ def squared_difference_sum(xa: Tensor, xb: Tensor) -> Tensor:
     the sum over rows (a float32 total of large rows would overflow where no row does). It is
     finite unless a value is NaN or Inf or a row's sum overflows the block's dtype."""
     return (xa - xb).pow_(2).sum(-1).to(F64).sum()
-
-
-def symmetric_product(x: Tensor, width: int | None = None) -> Tensor:
-    """x^T x [D, D] from the upper triangle of its column blocks: k = ceil(D / width) blocks take
-    k (k + 1) / 2 products instead of k^2 (torch has no SYRK). The default width, 128 / 256 / 512
-    columns from D = 256 / 512 / 2048 on, is what ran fastest here: 1.1-1.45x a full product
-    (narrower blocks lose more to GEMM efficiency than they save; benchmarks/README.md)."""
-    d = x.shape[1]
-    width = width or (512 if d >= 2048 else 256 if d >= 512 else 128)
-    if d < 2 * width:
-        return x.T @ x
-    out = torch.empty(d, d, dtype=x.dtype, device=x.device)
-    for i in range(0, d, width):
-        for j in range(i, d, width):
-            block = torch.mm(x[:, i : i + width].T, x[:, j : j + width], out=out[i : i + width, j : j + width])
-            if j != i:
-                out[j : j + width, i : i + width] = block.T
-    return out
 
 
 @dataclass
@@ -140,25 +124,34 @@ class PairMoments:
         moments.update(xa, xb)
         return moments
 
-    def update(self, xa: Tensor, xb: Tensor, cross: CrossParts | None = None, sq_diff: Tensor | None = None) -> None:
+    def update(
+        self,
+        xa: Tensor,
+        xb: Tensor,
+        cross: CrossParts | None = None,
+        sq_diff: Tensor | None = None,
+        self_products: SelfProducts = torch_self_products,
+    ) -> None:
         """In place: absorb the rows of one block (the engine's per-chunk step).
 
         The block is centred about its mean in its own dtype and its three products are taken
         there; the float64 state then absorbs them in one pass per matrix, no float64 temporaries.
         `cross`: the block's cross products already taken in parts (the engine's batches), so
         the cross product is assembled from them instead of being computed again; `sq_diff`:
-        the block's `squared_difference_sum`, where the caller already has it.
+        the block's `squared_difference_sum`, where the caller already has it; `self_products`:
+        how x^T x is taken (`sslcheck.blas`).
         """
         ca, mean_a, res_a = _centre(xa)
         cb, mean_b, res_b = _centre(xb)
         n = xa.shape[0]
         sq_diff = squared_difference_sum(xa, xb) if sq_diff is None else sq_diff
+        p_aa, p_bb = self_products([ca, cb])
         self._absorb(
             n,
             mean_a,
             mean_b,
-            symmetric_product(ca),
-            symmetric_product(cb),
+            p_aa,
+            p_bb,
             ca.T @ cb if cross is None else cross.about(xa.shape[0], mean_a - res_a, mean_b - res_b),
             sq_diff,
             res_a[None],

@@ -15,7 +15,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sslcheck.stats import CrossParts, ElementMoments, PairMoments, squared_difference_sum, symmetric_product
+from sslcheck.stats import CrossParts, ElementMoments, PairMoments, squared_difference_sum
 
 F32_EPS = 2.0**-24
 
@@ -199,16 +199,7 @@ def test_float32_blocks_with_a_large_offset(n: int, d: int, parts: int) -> None:
     np.testing.assert_allclose(e.mean.numpy(), want["mean_a"], rtol=1e-14)
 
 
-# --- the block-triangular product and the cross products taken in parts -------------------
-
-
-@pytest.mark.parametrize("d,width", [(7, None), (256, None), (300, 128), (600, None), (600, 256), (1030, 512)])
-def test_symmetric_product_equals_the_full_product(d: int, width: int | None) -> None:
-    """Upper-triangle blocks (the last one narrower where D is no multiple of the width) and
-    their mirrored copies give x^T x."""
-    x = np.random.default_rng(d).standard_normal((50, d))
-    got = symmetric_product(torch.from_numpy(x), width).numpy()
-    np.testing.assert_allclose(got, x.T @ x, rtol=1e-12, atol=1e-11)
+# --- the cross products taken in parts ------------------------------------------------------
 
 
 def cross_parts(a: np.ndarray, b: np.ndarray, spans: tuple[tuple[int, int, int], ...]) -> CrossParts:

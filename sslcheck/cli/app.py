@@ -91,8 +91,9 @@ def _root(
 
 def main() -> None:
     """Console-script entry point."""
-    from sslcheck.cli import commands  # noqa: F401  (registers the commands)
-    from sslcheck.memory import keep_heap_for_reuse
+    from sslcheck.process import tune_process
 
-    keep_heap_for_reuse()
+    tune_process()  # before anything imports torch
+    from sslcheck.cli import commands  # noqa: F401  (registers the commands)
+
     app()

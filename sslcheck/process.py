@@ -1,0 +1,63 @@
+"""Process-wide settings for long streaming passes, which the CLI applies to its own process
+(the library never changes them): glibc's heap reuse and how long OpenMP's idle threads spin.
+
+Memory (glibc; a no-op elsewhere). A pass allocates the same transient tensors chunk after chunk,
+from 1 to ~64 MiB each. glibc serves those above its mmap threshold with fresh mmaps, which the
+kernel zero-fills page by page on every allocation: with the threshold pinned at 4 MiB, 15 of 18 s
+at N = 2^18, D = 512 were system time in page faults (measured). Its default threshold floats up
+after large frees, and its trim threshold hands freed heap back to the kernel, so the same faults
+recur, just less often. So the CLI raises both: the transients come from the heap and are reused
+chunk after chunk, and the resident set settles at the largest working set of one chunk, whatever N
+is (measured flat from N = 2^17 to 2^20; benchmarks/README.md).
+
+Threads. torch's OpenMP threads (libgomp) spin for GOMP_SPINCOUNT = 300000 rounds after each
+operation before they sleep: milliseconds in which they hold a core that numpy's single-threaded
+SYRK calls (`sslcheck.blas`) need. 10000 rounds still bridge the gap between torch's back-to-back
+operations (the elementwise passes ran no slower, measured) and leave the cores to the products.
+libgomp reads the variable when torch is imported, so it is set first.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from collections.abc import MutableMapping
+from functools import cache
+
+MMAP_THRESHOLD = 256 << 20
+TRIM_THRESHOLD = 512 << 20
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+OPENMP_SPIN_COUNT = "10000"
+
+
+@cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt  # noqa: B018  (glibc has it; musl and macOS do not)
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+def keep_heap_for_reuse(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> None:
+    """Serve allocations below `mmap_threshold` from the heap and keep up to `trim_threshold` of
+    freed heap for reuse (process-wide glibc settings). The CLI, which owns its process, sets them."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)
+        libc.mallopt(M_TRIM_THRESHOLD, trim_threshold)
+
+
+def spin_briefly(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Shorten the spin of torch's idle OpenMP threads (GOMP_SPINCOUNT), unless the user set it;
+    effective only before torch is imported."""
+    environ.setdefault("GOMP_SPINCOUNT", OPENMP_SPIN_COUNT)
+
+
+def tune_process() -> None:
+    """What the CLI applies to its process before a command runs: `spin_briefly`, `keep_heap_for_reuse`."""
+    spin_briefly()
+    keep_heap_for_reuse()
