@@ -29,10 +29,10 @@ from sslcheck.losses.flavors import (
     params_dict,
     resolve_params,
 )
-from sslcheck.losses.normalize import normalize_rows
-from sslcheck.losses.pair import Batch, WholeSet
+from sslcheck.losses.normalize import TF_SQ_GUARD, RowNorm, normalize_rows, row_sq_norms
+from sslcheck.losses.pair import Batch, RowValues, WholeSet
 from sslcheck.result import InputInfo, LossResult, Result, Summary, finite_or_none
-from sslcheck.stats import CrossParts, ElementMoments, PairMoments, squared_difference_sum
+from sslcheck.stats import CrossParts, ElementMoments, PairMoments, squared_difference_sum, squared_differences
 
 DEFAULT_LOSSES = ("vicreg", "barlow", "nt_xent")
 CONTRASTIVE_WORK_LIMIT = 2**38  # (2N)^2 * D multiply-adds for an exact whole-set contrastive value
@@ -220,16 +220,17 @@ def evaluate(
                 finite_a.check(start, xa)
                 finite_b.check(start, xb)
             else:
-                sq_diff = squared_difference_sum(xa, xb)
+                rows = _row_values(xa, xb)
+                sq_diff = squared_difference_sum(xa, xb, rows.sq_diff)
                 if _no_bad_values(sq_diff, start, xa, xb, finite_a, finite_b):
-                    cross = None if one_batch else _score_batches(xa, xb, bsz, s.drop_last, params, batch_terms)
+                    cross = None if one_batch else _score_batches(xa, xb, rows, bsz, s.drop_last, params, batch_terms)
                     moments.update(xa, xb, cross, sq_diff, self_products)
-                    ua, ub = normalize_rows(xa), normalize_rows(xb)
+                    ua, ub = rows.normalized["torch"]
                     l2a.update(ua)
                     l2b.update(ub)
                     cosine.update((ua * ub).sum(1))
                     keeper.take(start, xa, xb)
-                    _accumulate_row_means(xa, xb, params, row_sums)
+                    _accumulate_row_means(xa, xb, rows, params, row_sums)
             start += xa.shape[0]
             if progress:
                 progress(start, n)
@@ -280,19 +281,34 @@ def evaluate(
     )
 
 
+def _row_values(xa: Tensor, xb: Tensor) -> RowValues:
+    """A chunk's per-row values, computed once for its batches and its statistics: squared norms,
+    squared differences and the rows normalised as torch normalises them, which serve as TF's
+    too where no squared norm is below TF's guard (both are then the rsqrt of the same value)."""
+    sq_a, sq_b = row_sq_norms(xa), row_sq_norms(xb)
+    unit = normalize_rows(xa, "torch", sq_a), normalize_rows(xb, "torch", sq_b)
+    normalized: dict[RowNorm, tuple[Tensor, Tensor]] = {"torch": unit}
+    if bool(torch.minimum(sq_a.min(), sq_b.min()) >= TF_SQ_GUARD):
+        normalized["tf"] = unit
+    return RowValues((sq_a, sq_b), squared_differences(xa, xb), normalized)
+
+
 def _accumulate_row_means(
-    xa: Tensor, xb: Tensor, params: Mapping[tuple[str, str], Any], sums: dict[tuple[str, str], dict[str, Any]]
+    xa: Tensor,
+    xb: Tensor,
+    rows: RowValues,
+    params: Mapping[tuple[str, str], Any],
+    sums: dict[tuple[str, str], dict[str, Any]],
 ) -> None:
     """Add each row-mean loss's chunk value times the chunk's rows (exact whole-set means)."""
     if not sums:
         return
-    rows = xa.shape[0]
-    if rows == 1:  # a Batch needs 2 rows; a row mean of one row is that of the row twice
-        xa, xb = xa.expand(2, -1), xb.expand(2, -1)
-    chunk = Batch(xa, xb)
+    count = xa.shape[0]
+    # a Batch needs 2 rows; a row mean of one row is that of the row twice
+    chunk = Batch(xa.expand(2, -1), xb.expand(2, -1)) if count == 1 else Batch(xa, xb, rows)
     for key, terms in sums.items():
         for term, value in LOSSES[key[0]].compute(chunk, params[key]).items():
-            terms[term] = terms[term] + value.double() * rows
+            terms[term] = terms[term] + value.double() * count
 
 
 class _BatchValues:
@@ -321,6 +337,7 @@ class _BatchValues:
 def _score_batches(
     xa: Tensor,
     xb: Tensor,
+    rows: RowValues,
     bsz: int,
     drop_last: bool,
     params: Mapping[tuple[str, str], Any],
@@ -339,20 +356,24 @@ def _score_batches(
     full = xa.shape[0] // bsz * bsz
     step = bsz * max(1, min(GROUP_ELEMS // (2 * bsz) ** 2, PRODUCT_ELEMS // d**2))
     groups = [
-        (xa[i : min(i + step, full)].reshape(-1, bsz, d), xb[i : min(i + step, full)].reshape(-1, bsz, d))
+        (
+            xa[i : min(i + step, full)].reshape(-1, bsz, d),
+            xb[i : min(i + step, full)].reshape(-1, bsz, d),
+            rows.rows(i, min(i + step, full), bsz),
+        )
         for i in range(0, full, step)
     ]
     cross = CrossParts()
     if full < xa.shape[0]:
         ra, rb = xa[full:], xb[full:]
         if not drop_last:
-            groups.append((ra.unsqueeze(0), rb.unsqueeze(0)))
+            groups.append((ra.unsqueeze(0), rb.unsqueeze(0), rows.rows(full, xa.shape[0], ra.shape[0])))
         else:
             ma, mb = ra.mean(0, keepdim=True), rb.mean(0, keepdim=True)
             ca, cb = ra - ma, rb - mb
             cross.add(ra.shape[0], ma, mb, ca.sum(0), cb.sum(0), (ca.T @ cb).unsqueeze(0))
-    for ga, gb in groups:
-        batch = Batch(ga, gb)
+    for ga, gb, known in groups:
+        batch = Batch(ga, gb, known)
         cross.add(
             ga.shape[-2],
             batch.means("a"),

@@ -34,11 +34,17 @@ def _centre(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return xc, approx.to(F64) + residual, residual
 
 
-def squared_difference_sum(xa: Tensor, xb: Tensor) -> Tensor:
-    """sum_i ||a_i - b_i||^2 as a float64 scalar: row sums in the block's dtype, widened before
-    the sum over rows (a float32 total of large rows would overflow where no row does). It is
-    finite unless a value is NaN or Inf or a row's sum overflows the block's dtype."""
-    return (xa - xb).pow_(2).sum(-1).to(F64).sum()
+def squared_differences(xa: Tensor, xb: Tensor) -> Tensor:
+    """||a_i - b_i||^2 of each row [..., N, D] -> [..., N], in the rows' dtype."""
+    return (xa - xb).pow_(2).sum(-1)
+
+
+def squared_difference_sum(xa: Tensor, xb: Tensor, rows: Tensor | None = None) -> Tensor:
+    """sum_i ||a_i - b_i||^2 as a float64 scalar: row sums in the block's dtype (`rows`, where the
+    caller has them), widened before the sum over rows (a float32 total of large rows would
+    overflow where no row does). It is finite unless a value is NaN or Inf or a row's sum
+    overflows the block's dtype."""
+    return (squared_differences(xa, xb) if rows is None else rows).to(F64).sum()
 
 
 @dataclass
@@ -207,7 +213,7 @@ class PairMoments:
         if offsets_a is not None and offsets_b is not None and weights is not None:
             ua, ub, c = torch.cat([offsets_a, ua]), torch.cat([offsets_b, ub]), torch.cat([weights, chan])
         for m, p, ux, uy in ((self.m_aa, p_aa, ua, ua), (self.m_bb, p_bb, ub, ub), (self.m_ab, p_ab, ua, ub)):
-            m.add_(p).addmm_(ux.T * c, uy)
+            m.add_(p if p.dtype == F64 else p.to(F64)).addmm_(ux.T * c, uy)
         self.mean_a.add_(da, alpha=n / total)
         self.mean_b.add_(db, alpha=n / total)
         self.sq_diff.add_(sq_diff)

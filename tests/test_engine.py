@@ -399,3 +399,17 @@ def test_constant_column_under_quadra_is_null_with_a_note(run: Runner) -> None:
         )
         assert_close(tf.whole_set["total"], want["total"])
         assert result.losses["vicreg"].whole_set["total"] is not None
+
+
+def test_a_row_below_tfs_guard_keeps_tfs_normalisation(run: Runner) -> None:
+    """The chunk's torch-normalised rows serve TF's convention only where no squared norm is
+    below TF's 1e-12 guard; a chunk with such a row normalises it as TF does (NT-Xent's paper
+    flavor), and its per-batch and whole-set values equal the reference's."""
+    za, zb = views_engine(64, 8, 21)
+    za[5] = 1e-8  # ||x||^2 = 8e-16: TF scales it by 1e6, torch by 1/||x||
+    p = resolve_params("nt_xent", "paper")
+    result = run(za, zb, losses=("nt_xent",), batch_size=16, chunk_rows=32)
+    lr = result.losses["nt_xent"]
+    want = [ref.reference("nt_xent", za[i : i + 16], zb[i : i + 16], p)["total"] for i in range(0, 64, 16)]
+    np.testing.assert_allclose(lr.per_batch_values["total"], want, rtol=RTOL)
+    assert_close(lr.whole_set["total"], ref.reference("nt_xent", za, zb, p)["total"], what="whole")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from sslcheck.losses.normalize import inverse_norms, normalize_rows
+from sslcheck.losses.normalize import inverse_norms, normalize_rows, row_sq_norms
 from sslcheck.losses.nt_xent_loss import NTXentParams, nt_xent_terms_of
 from sslcheck.losses.pair import Batch
 from tests.data import views
@@ -118,3 +118,24 @@ def test_a_zero_row_has_a_finite_gradient(mode: str) -> None:
         ref_x = x.detach().clone().requires_grad_(True)
         torch.nn.functional.normalize(ref_x, dim=1).sum().backward()
         np.testing.assert_allclose(x.grad.numpy(), ref_x.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_a_batch_given_its_row_values_scores_the_same() -> None:
+    """`RowValues` from the caller (the engine's chunk) replace the batch's own row norms,
+    normalised rows and squared differences: every loss term is unchanged."""
+    from sslcheck.losses.flavors import LOSSES, resolve_params
+    from sslcheck.losses.pair import RowValues
+    from sslcheck.stats import squared_differences
+
+    za, zb = (t(x) for x in views(48, 20, 9))
+    sq = row_sq_norms(za), row_sq_norms(zb)
+    unit = normalize_rows(za, "torch", sq[0]), normalize_rows(zb, "torch", sq[1])
+    known = RowValues(sq, squared_differences(za, zb), {"torch": unit, "tf": unit})
+    batched = [loss for loss, spec in LOSSES.items() if spec.batched]
+    assert {"vicreg", "barlow", "nt_xent"} <= set(batched)
+    for loss in batched:
+        spec, p = LOSSES[loss], resolve_params(loss, "paper")
+        plain = spec.compute(Batch(za.reshape(3, 16, 20), zb.reshape(3, 16, 20)), p)
+        seeded = spec.compute(Batch(za.reshape(3, 16, 20), zb.reshape(3, 16, 20), known.rows(0, 48, 16)), p)
+        for term in spec.terms:
+            np.testing.assert_allclose(seeded[term].numpy(), plain[term].numpy(), rtol=1e-13, err_msg=f"{loss}.{term}")

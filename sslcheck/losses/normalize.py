@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 
 RowNorm = Literal["torch", "tf", "nx"]
+TORCH_SQ_GUARD = 1e-24  # F.normalize's eps = 1e-12 on the norm, as a floor on its square
+TF_SQ_GUARD = 1e-12  # tf.math.l2_normalize's epsilon (on the squared norm)
 
 
 def inverse_norms(sq: Tensor, mode: RowNorm = "torch") -> Tensor:
@@ -15,9 +17,9 @@ def inverse_norms(sq: Tensor, mode: RowNorm = "torch") -> Tensor:
     guards it: torch (`F.normalize`) 1 / max(||x||, 1e-12); tf (`tf.math.l2_normalize`)
     1 / sqrt(max(||x||^2, 1e-12)); nx (Elixir Nx) 1 / sqrt(||x||^2 + 1e-8)."""
     if mode == "torch":  # max(sqrt(sq), 1e-12) as sqrt(max(sq, 1e-24)): the same value, and a finite gradient at 0
-        return sq.clamp_min(1e-24).rsqrt()
-    if mode == "tf":
-        return sq.clamp_min(1e-12).rsqrt()
+        return sq.clamp_min(TORCH_SQ_GUARD).rsqrt()
+    if mode == "tf":  # the same rsqrt as torch's wherever sq >= TF_SQ_GUARD
+        return sq.clamp_min(TF_SQ_GUARD).rsqrt()
     if mode == "nx":
         return (sq + 1e-8).rsqrt()
     raise ValueError(f"unknown row normalisation {mode!r}")

@@ -21,13 +21,15 @@ O(B^2 + B D), not O(B^2 D).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal, Protocol
 
 from torch import Tensor
 
 from sslcheck.losses.normalize import RowNorm, inverse_norms, normalize_rows, row_sq_norms
-from sslcheck.stats import PairMoments
+from sslcheck.stats import PairMoments, squared_differences
 
 View = Literal["a", "b"]
 
@@ -79,10 +81,34 @@ def _gram_off(frobenius_sq: Tensor, diag_sq: Tensor) -> Tensor | None:
     return off if bool((off * 8 >= diag_sq).all()) else None
 
 
-class Batch:
-    """The rows of a batch, za and zb: [..., B, D]; every quantity computed on first use and cached."""
+@dataclass(frozen=True)
+class RowValues:
+    """Per-row values a caller already computed from the rows of za and zb [..., N, D] (the engine,
+    for a chunk): `row_sq` ||a_i||^2, ||b_i||^2 [..., N]; `normalized` u_a, u_b [..., N, D] by row
+    normalisation mode; `sq_diff` ||a_i - b_i||^2 [..., N]. A `Batch` given them computes none."""
 
-    def __init__(self, za: Tensor, zb: Tensor) -> None:
+    row_sq: tuple[Tensor, Tensor]
+    sq_diff: Tensor
+    normalized: Mapping[RowNorm, tuple[Tensor, Tensor]] = field(default_factory=dict)
+
+    def rows(self, start: int, stop: int, batch: int) -> RowValues:
+        """Rows start:stop (of a [N, ...] caller) as [k, batch, ...]."""
+
+        def part(x: Tensor) -> Tensor:
+            return x[start:stop].reshape(-1, batch, *x.shape[1:])
+
+        return RowValues(
+            (part(self.row_sq[0]), part(self.row_sq[1])),
+            part(self.sq_diff),
+            {mode: (part(u), part(v)) for mode, (u, v) in self.normalized.items()},
+        )
+
+
+class Batch:
+    """The rows of a batch, za and zb: [..., B, D]; every quantity computed on first use and
+    cached, or taken from `known` (`RowValues` of these same rows)."""
+
+    def __init__(self, za: Tensor, zb: Tensor, known: RowValues | None = None) -> None:
         if za.ndim < 2 or za.shape != zb.shape:
             raise ValueError(f"za and zb must both be [..., N, D]; got {tuple(za.shape)} and {tuple(zb.shape)}")
         if za.shape[-2] < 2:
@@ -94,6 +120,12 @@ class Batch:
         self._products: dict[tuple[View, View], Tensor] = {}
         self._grams: dict[View, Tensor] = {}
         self._row_sq: dict[View, Tensor] = {}
+        self._sq_diff: Tensor | None = None
+        if known is not None:
+            self._row_sq = {"a": known.row_sq[0], "b": known.row_sq[1]}
+            self._sq_diff = known.sq_diff
+            for mode, (u, v) in known.normalized.items():
+                self._normalized[("a", mode)], self._normalized[("b", mode)] = u, v
 
     def rows(self, view: View) -> Tensor:
         return self.za if view == "a" else self.zb
@@ -132,7 +164,9 @@ class Batch:
         return self._products[(x, y)]
 
     def sq_diff_mean(self) -> Tensor:
-        return (self.za - self.zb).pow(2).mean(MATRIX)
+        if self._sq_diff is None:
+            self._sq_diff = squared_differences(self.za, self.zb)
+        return self._sq_diff.sum(-1) / (self.n * self.d)
 
     def col_var(self, view: View, ddof: int) -> Tensor:
         return self._col_sq[0 if view == "a" else 1] / (self.n - ddof)
