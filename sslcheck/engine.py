@@ -40,6 +40,7 @@ SAMPLE_SIZE = 4096
 CHUNK_ELEMS = 1 << 20  # values per view in one chunk (see chunk_size)
 GROUP_ELEMS = 1 << 21  # similarities per group of batches scored at once (bounds transient memory)
 PRODUCT_ELEMS = 1 << 21  # D x D entries per group (batched products slowed down at 64 MiB: measured)
+PRODUCT_ROUTE_RATIO = 4  # per-batch D x D products below D = 4B, B x B Grams from there (see _score_batches)
 MIN_CHUNK_ROWS = 2048  # at large D the float64 absorb (O(D^2)) must be amortised over many rows
 Progress = Callable[[int, int], None]
 
@@ -342,19 +343,23 @@ def _score_batches(
     drop_last: bool,
     params: Mapping[tuple[str, str], Any],
     out: _BatchValues,
-) -> CrossParts:
+) -> CrossParts | None:
     """Score every batch of B rows in a chunk: full batches k at a time as [k, B, D] (batched
-    losses; k keeps the 2B x 2B similarity blocks near GROUP_ELEMS and the k D x D products near
+    losses; k keeps the 2B x 2B similarity blocks near GROUP_ELEMS and any k D x D products near
     PRODUCT_ELEMS), a short last one on its own unless it is dropped.
 
-    Returns the chunk's cross products by batch: each batch's x_c^T y_c serves both Barlow's cross
-    terms and the whole-set cross moment (one D x D product per row where Barlow's Grams and a
-    chunk product took 2 B D + D^2; at D = 8B the batched products run slower, and the two routes
-    measured the same).
+    Below D = PRODUCT_ROUTE_RATIO * B, returns the chunk's cross products by batch: each batch's
+    x_c^T y_c serves both Barlow's cross terms and the whole-set cross moment (one D x D product
+    per row where Barlow's Grams and a chunk product take 2 B D + D^2). From there on, returns
+    None: the batches use B x B Grams (`Batch`) and the caller takes the chunk's cross product,
+    since per-batch D x D products cost more in passes over D^2 entries (and force k = 1) than
+    the Grams' extra multiply-adds (N = 2^18, D = 2048 = 8B: 42-43 s instead of 45-47 s).
     """
     d = xa.shape[1]
     full = xa.shape[0] // bsz * bsz
-    step = bsz * max(1, min(GROUP_ELEMS // (2 * bsz) ** 2, PRODUCT_ELEMS // d**2))
+    by_product = d < PRODUCT_ROUTE_RATIO * bsz
+    k = GROUP_ELEMS // (2 * bsz) ** 2
+    step = bsz * max(1, min(k, PRODUCT_ELEMS // d**2) if by_product else k)
     groups = [
         (
             xa[i : min(i + step, full)].reshape(-1, bsz, d),
@@ -368,20 +373,21 @@ def _score_batches(
         ra, rb = xa[full:], xb[full:]
         if not drop_last:
             groups.append((ra.unsqueeze(0), rb.unsqueeze(0), rows.rows(full, xa.shape[0], ra.shape[0])))
-        else:
+        elif by_product:
             ma, mb = ra.mean(0, keepdim=True), rb.mean(0, keepdim=True)
             ca, cb = ra - ma, rb - mb
             cross.add(ra.shape[0], ma, mb, ca.sum(0), cb.sum(0), (ca.T @ cb).unsqueeze(0))
     for ga, gb, known in groups:
         batch = Batch(ga, gb, known)
-        cross.add(
-            ga.shape[-2],
-            batch.means("a"),
-            batch.means("b"),
-            batch.centred("a").sum(-2),
-            batch.centred("b").sum(-2),
-            batch.product("a", "b"),
-        )
+        if by_product:
+            cross.add(
+                ga.shape[-2],
+                batch.means("a"),
+                batch.means("b"),
+                batch.centred("a").sum(-2),
+                batch.centred("b").sum(-2),
+                batch.product("a", "b"),
+            )
         for (loss, fl), p in params.items():
             spec = LOSSES[loss]
             if spec.batched:
@@ -390,7 +396,7 @@ def _score_batches(
                 each = [spec.compute(Batch(ga[i], gb[i]), p) for i in range(ga.shape[0])]
                 terms = {k: torch.stack([t[k] for t in each]) for k in each[0]}
             out.add((loss, fl), terms)
-    return cross
+    return cross if by_product else None
 
 
 def _loss_results(

@@ -68,8 +68,12 @@ def assert_close(got: float | None, want: float, rtol: float = RTOL, what: objec
 # --- whole set and per batch against the references ------------------------------------------
 
 
+# the last two are on the Gram route (D >= 4B: B x B Grams, no per-batch D x D products)
+SHAPES = [(50, 6, 8), (30, 24, 10), (300, 12, 64), (200, 100, 64), (126, 48, 8), (95, 40, 10)]
+
+
 @pytest.mark.parametrize("flavor", FLAVORS)
-@pytest.mark.parametrize("n,d,bsz", [(50, 6, 8), (30, 24, 10), (300, 12, 64), (200, 100, 64)])
+@pytest.mark.parametrize("n,d,bsz", SHAPES)
 def test_whole_set_and_per_batch_equal_the_references(run: Runner, flavor: str, n: int, d: int, bsz: int) -> None:
     za, zb = views_engine(n, d, n + d)
     for drop_last in (True, False):
@@ -196,6 +200,29 @@ def test_float32_per_batch_with_a_dominant_column(run: Runner) -> None:
     a32, b32 = za.astype(np.float32).astype(np.float64), zb.astype(np.float32).astype(np.float64)
     want = [ref.vicreg(a32[s], b32[s])["covariance"] for s in batches(64, 16, True)]
     np.testing.assert_allclose(lr.per_batch_values["covariance"], want, rtol=1e-5)
+
+
+def test_float32_barlow_on_the_gram_route(run: Runner) -> None:
+    """float32 batches with D = 4B (B x B Grams, the whole-set cross moment from chunk products)
+    and nearly identical views: Barlow's per-batch terms and whole-set value stay at float32
+    accuracy of the float64 reference on the same rounded inputs."""
+    za, zb = views_engine(256, 64, 15)
+    zb = za + 1e-2 * np.random.default_rng(15).standard_normal(za.shape)
+    a32, b32 = za.astype(np.float32), zb.astype(np.float32)
+    lr = run(a32, b32, batch_size=16, chunk_rows=64, dtype="float32").losses["barlow"]
+    a64, b64 = a32.astype(np.float64), b32.astype(np.float64)
+    p = resolve_params("barlow", "paper")
+    per = [ref.reference("barlow", a64[s], b64[s], p) for s in batches(256, 16, True)]
+    whole = ref.reference("barlow", a64, b64, p)
+    off = np.array([r["off_diagonal"] for r in per])
+    np.testing.assert_allclose(lr.per_batch_values["off_diagonal"], off, rtol=2e-4)
+    assert lr.whole_set["off_diagonal"] == pytest.approx(whole["off_diagonal"], rel=2e-4)
+    # on_diagonal = sum (1 - c_ii)^2 with c_ii ~ 1: an error e in c_ii moves it by 2 |1 - c_ii| e,
+    # |1 - c_ii| ~ sqrt(on_diagonal / D), and e ~ 10 float32 eps
+    on = np.array([r["on_diagonal"] for r in per])
+    bound = 2 * 64 * np.sqrt(on / 64) * 10 * np.finfo(np.float32).eps
+    assert (np.abs(lr.per_batch_values["on_diagonal"] - on) <= bound).all()
+    assert abs(lr.whole_set["on_diagonal"] - whole["on_diagonal"]) <= 2 * 64 * np.sqrt(whole["on_diagonal"] / 64) * 1e-6
 
 
 @pytest.mark.parametrize("noise", [1e-2, 1e-3])
