@@ -1,17 +1,20 @@
-"""Symmetric products x^T x through numpy's BLAS, which has the SYRK torch lacks.
+"""Symmetric products, x^T x of a chunk and x x^T of a batch (its Gram), through numpy's BLAS,
+which has the SYRK torch lacks.
 
-SYRK computes one triangle of x^T x: half a full product's multiply-adds, where torch's
-block-triangular `symmetric_product` still takes 5/8 of them at lower efficiency. But two
-thread pools on one CPU fight: OpenBLAS's threads spin after each call and starve torch's
-(110 ms instead of 50 per chunk, measured). So during a pass OpenBLAS is held at one thread and
-the products of a step run side by side, one per worker thread (the GIL is released inside BLAS):
-no second pool stays awake. Measured on 2 cores ([2048, D] float32 centred chunks, both views,
-between torch ops, with OpenMP's spin shortened as the CLI does, `sslcheck.process`): 6.5 ms against
-torch's 11.5 at D = 512, 99 against 126 at D = 2048.
+SYRK computes one triangle of a symmetric product: half a full product's multiply-adds, where
+torch's block-triangular `symmetric_product` still takes 5/8 of them at lower efficiency and
+its batched Grams take all of them. But two thread pools on one CPU fight: OpenBLAS's threads
+spin after each call and starve torch's (110 ms instead of 50 per chunk, measured). So during a
+pass OpenBLAS is held at one thread and the products of a step run side by side, one
+single-threaded call after another on each worker thread (the GIL is released inside BLAS): no
+second pool stays awake. Measured on 2 cores, both views, between torch operations, with
+OpenMP's spin shortened as the CLI does (`sslcheck.process`): the centred [2048, D] chunks'
+x^T x in 6.5 ms against torch's 11.5 at D = 512, 99 against 126 at D = 2048; the Grams of
+8 batches [256, D] in 4.3 ms against 5.6 at D = 512, 14.9 against 22.4 at D = 2048.
 
-`symmetric_products` is the route: numpy's on the CPU where numpy's OpenBLAS can be held at one
-thread and torch runs at most two threads (not measured beyond two cores: there torch's own pool
-splits the work), torch's block-triangular products elsewhere (a GPU, another BLAS, more threads).
+`products` gives the route for a pass: numpy's on the CPU where numpy's OpenBLAS can be held at
+one thread and torch runs at most two threads (not measured beyond two cores: there torch's own
+pool splits the work), torch's (`TORCH`) elsewhere: a GPU, another BLAS, more threads, autograd.
 """
 
 from __future__ import annotations
@@ -36,10 +39,16 @@ _SETTERS = (
 )
 
 
-class SelfProducts(Protocol):
-    """Maps matrices x [n, D] to their x^T x [D, D]."""
+class Products(Protocol):
+    """How a pass takes its symmetric products."""
 
-    def __call__(self, xs: Sequence[Tensor], /) -> list[Tensor]: ...
+    def self_products(self, xs: Sequence[Tensor], /) -> list[Tensor]:
+        """x^T x [D, D] of each matrix x [n, D]."""
+        ...
+
+    def grams(self, xs: Sequence[Tensor], /) -> list[Tensor]:
+        """x x^T [..., B, B] of each (batch of) matrices x [..., B, D]."""
+        ...
 
 
 class _Threads(Protocol):
@@ -75,27 +84,50 @@ def openblas_threads() -> _Threads | None:
     return None
 
 
-class _NumpySyrk:
-    """x^T x of several matrices, one single-threaded SYRK per worker thread."""
+class _NumpyProducts:
+    """Symmetric products by numpy's SYRK, the calls shared out among worker threads."""
 
     def __init__(self, workers: int) -> None:
+        self._workers = workers
         self._pool = ThreadPoolExecutor(workers - 1) if workers > 1 else None
 
-    def __call__(self, xs: Sequence[Tensor]) -> list[Tensor]:
-        if self._pool is None or len(xs) < 2:
-            return [_syrk(x) for x in xs]
-        later = [self._pool.submit(_syrk, x) for x in xs[1:]]
-        return [_syrk(xs[0]), *(f.result() for f in later)]
+    def self_products(self, xs: Sequence[Tensor]) -> list[Tensor]:
+        outs = [np.empty((x.shape[1], x.shape[1]), dtype=_numpy_dtype(x)) for x in xs]
+        self._run([(x.numpy().T, out) for x, out in zip(xs, outs, strict=True)])
+        return [torch.from_numpy(out) for out in outs]
+
+    def grams(self, xs: Sequence[Tensor]) -> list[Tensor]:
+        outs = [np.empty((*x.shape[:-1], x.shape[-2]), dtype=_numpy_dtype(x)) for x in xs]
+        jobs = []
+        for x, out in zip(xs, outs, strict=True):
+            a, o = x.reshape(-1, *x.shape[-2:]).numpy(), out.reshape(-1, *out.shape[-2:])
+            jobs += [(a[i], o[i]) for i in range(a.shape[0])]
+        self._run(jobs)
+        return [torch.from_numpy(out) for out in outs]
+
+    def _run(self, jobs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """a @ a.T into out for each job (numpy's matmul calls SYRK for it), the jobs dealt out
+        in contiguous shares, the caller's thread taking the first."""
+        share = max(1, -(-len(jobs) // self._workers))
+        first, *rest = [jobs[i : i + share] for i in range(0, len(jobs), share)] or [[]]
+        later = [self._pool.submit(_syrk, part) for part in rest] if self._pool else []
+        _syrk(first)
+        for f in later:
+            f.result()
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
 
 
-def _syrk(x: Tensor) -> Tensor:
-    a = x.numpy()
+def _numpy_dtype(x: Tensor) -> np.dtype:
+    return np.dtype(np.float64 if x.dtype == torch.float64 else np.float32)
+
+
+def _syrk(jobs: list[tuple[np.ndarray, np.ndarray]]) -> None:
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is the engine's to report, as torch's route
-        return torch.from_numpy(a.T @ a)  # numpy's matmul calls SYRK for a.T @ a
+        for a, out in jobs:
+            np.matmul(a, a.T, out=out)
 
 
 def symmetric_product(x: Tensor, width: int | None = None) -> Tensor:
@@ -116,26 +148,33 @@ def symmetric_product(x: Tensor, width: int | None = None) -> Tensor:
     return out
 
 
-def torch_self_products(xs: Sequence[Tensor]) -> list[Tensor]:
-    """x^T x of each matrix by torch (any device, dtype or autograd)."""
-    return [symmetric_product(x) for x in xs]
+class TorchProducts:
+    """Symmetric products by torch: any device or dtype; the Grams differentiable."""
+
+    def self_products(self, xs: Sequence[Tensor]) -> list[Tensor]:
+        return [symmetric_product(x) for x in xs]
+
+    def grams(self, xs: Sequence[Tensor]) -> list[Tensor]:
+        return [x @ x.mT for x in xs]
+
+
+TORCH = TorchProducts()
 
 
 @contextmanager
-def symmetric_products(device: torch.device, dtype: torch.dtype) -> Iterator[SelfProducts]:
-    """For the duration of a pass: a function mapping matrices [n, D] to their x^T x [D, D], on
-    numpy's SYRK route where it applies (module docstring), else torch's. OpenBLAS's thread
-    count is restored on exit."""
+def products(device: torch.device, dtype: torch.dtype) -> Iterator[Products]:
+    """For the duration of a pass: numpy's SYRK route where it applies (module docstring), else
+    `TORCH`. OpenBLAS's thread count is restored on exit."""
     threads = openblas_threads()
     workers = torch.get_num_threads()
     if device.type != "cpu" or dtype not in (torch.float32, torch.float64) or threads is None or workers > MAX_WORKERS:
-        yield torch_self_products
+        yield TORCH
         return
     before = threads.get()
     threads.set(1)
-    syrk = _NumpySyrk(workers)
+    route = _NumpyProducts(workers)
     try:
-        yield syrk
+        yield route
     finally:
-        syrk.close()
+        route.close()
         threads.set(before)

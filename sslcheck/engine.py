@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sslcheck.blas import symmetric_products
+from sslcheck import blas
 from sslcheck.errors import InputError, UsageError
 from sslcheck.io import ArraySource, open_pair
 from sslcheck.losses.flavors import (
@@ -212,7 +212,7 @@ def evaluate(
     row_sums = {key: dict.fromkeys(LOSSES[key[0]].terms, 0.0) for key in params if LOSSES[key[0]].row_mean}
     finite_a, finite_b = _Finite(za.label), _Finite(zb.label)
 
-    with symmetric_products(device, dtype) as self_products:
+    with blas.products(device, dtype) as products:
         start = 0
         for ca, cb in _chunk_pairs(za, zb, chunk):
             xa = torch.from_numpy(ca).to(device=device, dtype=dtype)
@@ -224,8 +224,12 @@ def evaluate(
                 rows = _row_values(xa, xb)
                 sq_diff = squared_difference_sum(xa, xb, rows.sq_diff)
                 if _no_bad_values(sq_diff, start, xa, xb, finite_a, finite_b):
-                    cross = None if one_batch else _score_batches(xa, xb, rows, bsz, s.drop_last, params, batch_terms)
-                    moments.update(xa, xb, cross, sq_diff, self_products)
+                    cross = (
+                        None
+                        if one_batch
+                        else _score_batches(xa, xb, rows, products, bsz, s.drop_last, params, batch_terms)
+                    )
+                    moments.update(xa, xb, cross, sq_diff, products)
                     ua, ub = rows.normalized["torch"]
                     l2a.update(ua)
                     l2b.update(ub)
@@ -339,6 +343,7 @@ def _score_batches(
     xa: Tensor,
     xb: Tensor,
     rows: RowValues,
+    products: blas.Products,
     bsz: int,
     drop_last: bool,
     params: Mapping[tuple[str, str], Any],
@@ -378,7 +383,7 @@ def _score_batches(
             ca, cb = ra - ma, rb - mb
             cross.add(ra.shape[0], ma, mb, ca.sum(0), cb.sum(0), (ca.T @ cb).unsqueeze(0))
     for ga, gb, known in groups:
-        batch = Batch(ga, gb, known)
+        batch = Batch(ga, gb, known, products)
         if by_product:
             cross.add(
                 ga.shape[-2],

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from sslcheck.blas import SelfProducts, torch_self_products
+from sslcheck.blas import TORCH, Products
 
 F64 = torch.float64
 
@@ -136,7 +136,7 @@ class PairMoments:
         xb: Tensor,
         cross: CrossParts | None = None,
         sq_diff: Tensor | None = None,
-        self_products: SelfProducts = torch_self_products,
+        products: Products = TORCH,
     ) -> None:
         """In place: absorb the rows of one block (the engine's per-chunk step).
 
@@ -144,14 +144,14 @@ class PairMoments:
         there; the float64 state then absorbs them in one pass per matrix, no float64 temporaries.
         `cross`: the block's cross products already taken in parts (the engine's batches), so
         the cross product is assembled from them instead of being computed again; `sq_diff`:
-        the block's `squared_difference_sum`, where the caller already has it; `self_products`:
-        how x^T x is taken (`sslcheck.blas`).
+        the block's `squared_difference_sum`, where the caller already has it; `products`: how
+        x^T x is taken (`sslcheck.blas`).
         """
         ca, mean_a, res_a = _centre(xa)
         cb, mean_b, res_b = _centre(xb)
         n = xa.shape[0]
         sq_diff = squared_difference_sum(xa, xb) if sq_diff is None else sq_diff
-        p_aa, p_bb = self_products([ca, cb])
+        p_aa, p_bb = products.self_products([ca, cb])
         self._absorb(
             n,
             mean_a,

@@ -1,5 +1,5 @@
-"""Symmetric products: numpy's SYRK route and torch's block-triangular one against x^T x in
-float64, the thread count they leave behind, and the route the engine takes."""
+"""Symmetric products: numpy's SYRK route and torch's against x^T x and x x^T in float64, the
+thread count they leave behind, and the route the engine takes."""
 
 from __future__ import annotations
 
@@ -25,28 +25,41 @@ def test_symmetric_product_equals_the_full_product(d: int, width: int | None) ->
     np.testing.assert_allclose(got, x.T @ x, rtol=1e-12, atol=1e-11)
 
 
+def within_rounding(got: torch.Tensor, x: np.ndarray, want: np.ndarray, dtype: torch.dtype) -> bool:
+    """Entrywise |error| <= n eps (|x|^T |x|) for a product summing n terms (Higham, Accuracy
+    and Stability of Numerical Algorithms, eq. 3.5), with x the factor whose rows are summed over."""
+    n = x.shape[-2]
+    bound = n * torch.finfo(dtype).eps * (np.swapaxes(np.abs(x), -1, -2) @ np.abs(x))
+    return bool((np.abs(got.double().numpy() - want) <= bound).all())
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("count", [1, 2, 3])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_symmetric_products_equal_x_t_x(dtype: torch.dtype, count: int, threads: int) -> None:
-    """Each matrix's x^T x, symmetric, within the rounding bound of its sums: entrywise
-    |error| <= n eps (|x|^T |x|) (Higham, Accuracy and Stability, eq. 3.5)."""
+def test_products_equal_the_float64_ones(dtype: torch.dtype, count: int, threads: int) -> None:
+    """x^T x of chunks and x x^T of batches [k, B, D] and [B, D], on the route `products` picks
+    and on torch's: the right shapes and dtypes, both triangles within rounding of float64."""
     rng = np.random.default_rng(count)
-    xs = [torch.from_numpy(rng.standard_normal((300, 70)) + 2.0).to(dtype) for _ in range(count)]
+    chunks = [torch.from_numpy(rng.standard_normal((300, 70)) + 2.0).to(dtype) for _ in range(count)]
+    batches = [
+        torch.from_numpy(rng.standard_normal(shape) - 1.0).to(dtype) for shape in [(5, 12, 40), (12, 40)][:count]
+    ]
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        with blas.symmetric_products(CPU, dtype) as products:
-            got = products(xs)
+        with blas.products(CPU, dtype) as route:
+            got = [(route.self_products(chunks), route.grams(batches)) for route in (route, blas.TORCH)]
     finally:
         torch.set_num_threads(before)
-    eps = torch.finfo(dtype).eps
-    for x, p in zip(xs, got, strict=True):
-        x64 = x.double().numpy()
-        assert p.dtype == dtype and p.shape == (70, 70)
-        np.testing.assert_array_equal(p.numpy(), p.numpy().T)
-        error = np.abs(p.double().numpy() - x64.T @ x64)
-        assert (error <= 300 * eps * (np.abs(x64).T @ np.abs(x64))).all()
+    for selfs, grams in got:
+        for x, p in zip(chunks, selfs, strict=True):
+            x64 = x.double().numpy()
+            assert p.dtype == dtype and p.shape == (70, 70)
+            assert within_rounding(p, x64, x64.T @ x64, dtype)
+        for x, g in zip(batches, grams, strict=True):
+            xt = np.swapaxes(x.double().numpy(), -1, -2)  # x x^T sums over the columns of x
+            assert g.dtype == dtype and g.shape == (*x.shape[:-1], x.shape[-2])
+            assert within_rounding(g, xt, np.swapaxes(xt, -1, -2) @ xt, dtype)
 
 
 def test_openblas_thread_count_is_restored() -> None:
@@ -55,10 +68,10 @@ def test_openblas_thread_count_is_restored() -> None:
     if threads is None:
         pytest.skip("numpy is not built on a bundled OpenBLAS")
     before = threads.get()
-    with blas.symmetric_products(CPU, torch.float32) as products:
+    with blas.products(CPU, torch.float32) as route:
         if torch.get_num_threads() <= blas.MAX_WORKERS:
             assert threads.get() == 1
-        products([torch.ones(4, 3)])
+        route.self_products([torch.ones(4, 3)])
     assert threads.get() == before
 
 
@@ -78,26 +91,29 @@ def test_routes_fall_back_to_torch(monkeypatch: pytest.MonkeyPatch, why: str) ->
         if threads is None:
             pytest.skip("numpy is not built on a bundled OpenBLAS")
         before = threads.get()
-        with pytest.raises(RuntimeError), blas.symmetric_products(CPU, dtype):
+        with pytest.raises(RuntimeError), blas.products(CPU, dtype):
             raise RuntimeError("a failing chunk")
         assert threads.get() == before
         return
-    with blas.symmetric_products(CPU, dtype) as products:
-        assert products is blas.torch_self_products
-        (p,) = products([torch.arange(6.0).reshape(3, 2).to(dtype)])
+    with blas.products(CPU, dtype) as route:
+        assert route is blas.TORCH
+        (p,) = route.self_products([torch.arange(6.0).reshape(3, 2).to(dtype)])
+        (g,) = route.grams([torch.arange(6.0).reshape(3, 2).to(dtype)])
     assert p.tolist() == [[20.0, 26.0], [26.0, 35.0]]  # columns (0, 2, 4), (1, 3, 5)
+    assert g.tolist() == [[1.0, 3.0, 5.0], [3.0, 13.0, 23.0], [5.0, 23.0, 41.0]]  # rows (0, 1), (2, 3), (4, 5)
 
 
-def test_engine_results_equal_on_both_routes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The whole-set statistics do not depend on which library took the products: every loss
-    and diagnostic agrees to float32 rounding."""
+@pytest.mark.parametrize("batch_size", [256, 8])
+def test_engine_results_equal_on_both_routes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_size: int) -> None:
+    """The numbers do not depend on which library took the products (the chunks' x^T x, and at
+    B = 8 < D / 4 the batches' Grams too): every loss and diagnostic agrees to float32 rounding."""
     rng = np.random.default_rng(3)
     za = (rng.standard_normal((3000, 40)) * np.linspace(0.2, 2, 40) + 1.5).astype(np.float32)
     zb = (za + 0.3 * rng.standard_normal(za.shape)).astype(np.float32)
     pa, pb = tmp_path / "za.npy", tmp_path / "zb.npy"
     np.save(pa, za)
     np.save(pb, zb)
-    settings = Settings(batch_size=256, chunk_rows=1024)
+    settings = Settings(batch_size=batch_size, chunk_rows=1024)
     default = evaluate_files(str(pa), str(pb), settings).to_dict()
     monkeypatch.setattr(blas, "openblas_threads", lambda: None)
     fallback = evaluate_files(str(pa), str(pb), settings).to_dict()

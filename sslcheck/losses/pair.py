@@ -28,6 +28,7 @@ from typing import Literal, Protocol
 
 from torch import Tensor
 
+from sslcheck.blas import TORCH, Products
 from sslcheck.losses.normalize import RowNorm, inverse_norms, normalize_rows, row_sq_norms
 from sslcheck.stats import PairMoments, squared_differences
 
@@ -106,14 +107,16 @@ class RowValues:
 
 class Batch:
     """The rows of a batch, za and zb: [..., B, D]; every quantity computed on first use and
-    cached, or taken from `known` (`RowValues` of these same rows)."""
+    cached, or taken from `known` (`RowValues` of these same rows). `products`: how its Grams
+    are taken (`sslcheck.blas`; torch's by default, differentiable)."""
 
-    def __init__(self, za: Tensor, zb: Tensor, known: RowValues | None = None) -> None:
+    def __init__(self, za: Tensor, zb: Tensor, known: RowValues | None = None, products: Products = TORCH) -> None:
         if za.ndim < 2 or za.shape != zb.shape:
             raise ValueError(f"za and zb must both be [..., N, D]; got {tuple(za.shape)} and {tuple(zb.shape)}")
         if za.shape[-2] < 2:
             raise ValueError("a batch needs at least 2 rows (every variance divides by N - 1)")
         self.za, self.zb = za, zb
+        self._blas = products
         self.n, self.d = za.shape[-2], za.shape[-1]
         self.use_gram = self.d * 3 > 4 * self.n
         self._normalized: dict[tuple[View, str], Tensor] = {}
@@ -183,16 +186,17 @@ class Batch:
         if self.use_gram and not self.has_product(x, y):
             xs, ys = self.centred(x) * s.unsqueeze(-2), self.centred(y) * t.unsqueeze(-2)
             diag = (xs * ys).sum(-2)
-            off = _gram_off(((xs @ xs.mT) * (ys @ ys.mT)).sum(MATRIX), diag.pow(2).sum(-1))
+            gx, gy = self._blas.grams([xs, ys])
+            off = _gram_off((gx * gy).sum(MATRIX), diag.pow(2).sum(-1))
             if off is not None:
                 return diag, off
         return _scaled_cross(self.product(x, y), s, t)
 
     def gram(self, view: View) -> Tensor:
-        """X_c X_c^T: [..., B, B], computed once per view (VICReg and the contrastive terms share it)."""
+        """X_c X_c^T: [..., B, B], computed once, for both views together (VICReg and the
+        contrastive terms share them)."""
         if view not in self._grams:
-            c = self.centred(view)
-            self._grams[view] = c @ c.mT
+            self._grams = dict(zip(("a", "b"), self._blas.grams(self._centred), strict=True))
         return self._grams[view]
 
     def row_sq(self, view: View) -> Tensor:
