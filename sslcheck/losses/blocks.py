@@ -4,6 +4,7 @@ full similarity matrix, only blocks of at most `block_elems` entries."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -19,11 +20,64 @@ def row_blocks(rows: int, cols: int, block_elems: int = BLOCK_ELEMS) -> Iterator
         yield start, min(start + step, rows)
 
 
-def logsumexp_without(logits: Tensor, *left_out: Tensor) -> Tensor:
-    """Row-wise log-sum-exp of a fresh [..., R, C] block with, in row r, the columns
-    `left_out[k][r]` left out: set to -inf in place (a true mask: they contribute exactly nothing;
-    no R x C mask or copy is made)."""
+def leave_out(logits: Tensor, *left_out: Tensor) -> Tensor:
+    """A fresh [..., R, C] block with, in row r, the columns `left_out[k][r]` set to -inf in
+    place (a true mask: they contribute exactly nothing to a sum of exponentials; no R x C mask
+    or copy is made)."""
     rows = torch.arange(logits.shape[-2], device=logits.device)
     for cols in left_out:
         logits[..., rows, cols] = float("-inf")
-    return torch.logsumexp(logits, dim=-1)
+    return logits
+
+
+def logsumexp_without(logits: Tensor, *left_out: Tensor) -> Tensor:
+    """Row-wise log-sum-exp of a fresh [..., R, C] block with the columns `left_out` left out."""
+    return torch.logsumexp(leave_out(logits, *left_out), dim=-1)
+
+
+class LogSumExp:
+    """Sums of exponentials of logits, kept in the log domain: log-sum-exp with a running
+    maximum, combined by logaddexp. Stable for any logits."""
+
+    def exponentials(self, logits: Tensor) -> Tensor:
+        return logits
+
+    def total(self, values: Tensor, dim: int) -> Tensor:
+        return torch.logsumexp(values, dim=dim)
+
+    def add(self, x: Tensor, y: Tensor) -> Tensor:
+        return torch.logaddexp(x, y)
+
+    def log(self, x: Tensor) -> Tensor:
+        return x
+
+
+class ShiftedSumExp(LogSumExp):
+    """Sums of exp(logit - shift) for logits bounded above by `shift`, combined by addition; the
+    log and the shift are taken back at the end. One exponential serves the sums along both
+    dimensions of a block, where log-sum-exp takes a maximum and an exponential for each.
+
+    Exact (to rounding) while every term stays a normal float: logits at most `span` below the
+    shift (`fits`), since exp(-span) must not underflow: 80 in float32 (e^-87 is its smallest
+    normal), 700 in float64."""
+
+    SPANS: ClassVar[dict[torch.dtype, float]] = {torch.float32: 80.0, torch.float64: 700.0}
+
+    def __init__(self, shift: float) -> None:
+        self.shift = shift
+
+    @classmethod
+    def fits(cls, span: float, dtype: torch.dtype) -> bool:
+        return span <= cls.SPANS.get(dtype, 0.0)
+
+    def exponentials(self, logits: Tensor) -> Tensor:
+        return logits.sub_(self.shift).exp_()
+
+    def total(self, values: Tensor, dim: int) -> Tensor:
+        return values.sum(dim)
+
+    def add(self, x: Tensor, y: Tensor) -> Tensor:
+        return x + y
+
+    def log(self, x: Tensor) -> Tensor:
+        return x.log() + self.shift

@@ -8,8 +8,11 @@ p(i) = i +/- N:
     total = mean_i l_i over 2N (``mean``: lightly, solo-learn, quadra, edifice)
             or 2 x that (``sum_directions``: the paper's l_i + l_{i+N}, TF Similarity)
 
-Computed with a stable log-sum-exp and a true mask of the self term, in row blocks of at most
-`block_elems` similarities, so a whole set never needs a 2N x 2N matrix.
+Computed with a true mask of the self term, in row blocks of at most `block_elems`
+similarities, so a whole set never needs a 2N x 2N matrix. Every s_ij <= 1/tau (rows of norm
+at most 1 in every normalisation), so sums of exp(s_ij - 1/tau) are exact wherever
+2/tau (the widest spread) cannot underflow them (`ShiftedSumExp`: tau >= 0.025 in float32); below
+that, a stable log-sum-exp (`LogSumExp`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from sslcheck.losses.blocks import BLOCK_ELEMS, logsumexp_without, row_blocks
+from sslcheck.losses.blocks import BLOCK_ELEMS, LogSumExp, ShiftedSumExp, leave_out, row_blocks
 from sslcheck.losses.normalize import RowNorm
-from sslcheck.losses.pair import Batch, PairStats
+from sslcheck.losses.pair import Batch, PairStats, View
 
 TERMS = ("total",)
 
@@ -42,27 +45,36 @@ def nt_xent_terms_of(stats: PairStats, p: NTXentParams, block_elems: int = BLOCK
     The 2N x 2N similarities are [[u u^T, u v^T], [v u^T, v v^T]] / tau, and the cross blocks are
     transposes of each other, so three products serve (3 N^2 D multiply-adds, not 4; a batch on the
     Gram route derives u u^T and v v^T from the centred Grams VICReg uses, so one product remains):
-    a row of u takes the log-sum-exp of its rows of u u^T (self left out) and u v^T, a row of v that
-    of its row of v v^T and its column of u v^T. Rows go in blocks of at most `block_elems` similarities.
+    a row of u takes the log of the sum of exponentials of its rows of u u^T (self left out) and
+    u v^T, a row of v that of its row of v v^T and its column of u v^T (one exponential of u v^T
+    serves both where `ShiftedSumExp` fits). Rows go in blocks of at most `block_elems` similarities.
     """
     mode = p.normalize
     rows = stats.rows("a")
     n = rows.shape[-2]
     batches = max(1, rows[..., 0, 0].numel())
+    shift = 1 / p.tau
+    sums = ShiftedSumExp(shift) if ShiftedSumExp.fits(2 * shift, rows.dtype) else LogSumExp()
     lse_u, lse_vv, positives = [], [], []
-    column_lse: Tensor | None = None
+    column_sum: Tensor | None = None
+
+    def own_view(view: View, start: int, stop: int, idx: Tensor) -> Tensor:
+        """Each row's sum over the other rows of its own view (itself left out)."""
+        similarity = stats.similarity(view, view, mode, start, stop, shift)
+        return sums.total(sums.exponentials(leave_out(similarity, idx)), -1)
+
     for start, stop in row_blocks(n, 3 * n * batches, block_elems):
         idx = torch.arange(start, stop, device=rows.device)
-        cross = stats.similarity("a", "b", mode, start, stop, 1 / p.tau)
+        cross = stats.similarity("a", "b", mode, start, stop, shift)
         positives.append(cross[..., idx - start, idx])
-        block_columns = torch.logsumexp(cross, dim=-2)
-        column_lse = block_columns if column_lse is None else torch.logaddexp(column_lse, block_columns)
-        same_u = logsumexp_without(stats.similarity("a", "a", mode, start, stop, 1 / p.tau), idx)
-        lse_u.append(torch.logaddexp(same_u, torch.logsumexp(cross, dim=-1)))
-        lse_vv.append(logsumexp_without(stats.similarity("b", "b", mode, start, stop, 1 / p.tau), idx))
-    assert column_lse is not None
+        cross = sums.exponentials(cross)
+        block_columns = sums.total(cross, -2)
+        column_sum = block_columns if column_sum is None else sums.add(column_sum, block_columns)
+        lse_u.append(sums.log(sums.add(own_view("a", start, stop, idx), sums.total(cross, -1))))
+        lse_vv.append(own_view("b", start, stop, idx))
+    assert column_sum is not None
     positive = torch.cat(positives, -1)
-    lse_v = torch.logaddexp(torch.cat(lse_vv, -1), column_lse)
+    lse_v = sums.log(sums.add(torch.cat(lse_vv, -1), column_sum))
     mean = ((torch.cat(lse_u, -1) - positive).sum(-1) + (lse_v - positive).sum(-1)) / (2 * n)
     return {"total": mean if p.reduction == "mean" else 2 * mean}
 
