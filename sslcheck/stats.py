@@ -158,7 +158,9 @@ class PairMoments:
             mean_b,
             p_aa,
             p_bb,
-            ca.T @ cb if cross is None else cross.about(xa.shape[0], mean_a - res_a, mean_b - res_b),
+            products.cross_product(ca, cb)
+            if cross is None
+            else cross.about(xa.shape[0], mean_a - res_a, mean_b - res_b),
             sq_diff,
             res_a[None],
             res_b[None],

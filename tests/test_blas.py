@@ -37,7 +37,7 @@ def within_rounding(got: torch.Tensor, x: np.ndarray, want: np.ndarray, dtype: t
 @pytest.mark.parametrize("count", [1, 2, 3])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_products_equal_the_float64_ones(dtype: torch.dtype, count: int, threads: int) -> None:
-    """x^T x of chunks and x x^T of batches [k, B, D] and [B, D], on the route `products` picks
+    """x^T x and x^T y of chunks and x x^T of batches [k, B, D] and [B, D], on the route `products` picks
     and on torch's: the right shapes and dtypes, both triangles within rounding of float64."""
     rng = np.random.default_rng(count)
     chunks = [torch.from_numpy(rng.standard_normal((300, 70)) + 2.0).to(dtype) for _ in range(count)]
@@ -48,10 +48,17 @@ def test_products_equal_the_float64_ones(dtype: torch.dtype, count: int, threads
     torch.set_num_threads(threads)
     try:
         with blas.products(CPU, dtype) as route:
-            got = [(route.self_products(chunks), route.grams(batches)) for route in (route, blas.TORCH)]
+            got = [
+                (r.self_products(chunks), r.grams(batches), r.cross_product(chunks[0], chunks[-1] - 3.0))
+                for r in (route, blas.TORCH)
+            ]
     finally:
         torch.set_num_threads(before)
-    for selfs, grams in got:
+    first, last = chunks[0].double().numpy(), (chunks[-1] - 3.0).double().numpy()
+    for selfs, grams, cross in got:
+        assert cross.dtype == dtype and cross.shape == (70, 70)
+        bound = first.shape[0] * torch.finfo(dtype).eps * (np.abs(first).T @ np.abs(last))
+        assert (np.abs(cross.double().numpy() - first.T @ last) <= bound).all()
         for x, p in zip(chunks, selfs, strict=True):
             x64 = x.double().numpy()
             assert p.dtype == dtype and p.shape == (70, 70)
