@@ -373,18 +373,18 @@ def _score_batches(
         )
         for i in range(0, full, step)
     ]
-    cross = CrossParts()
+    cross = CrossParts() if by_product else None
     if full < xa.shape[0]:
         ra, rb = xa[full:], xb[full:]
         if not drop_last:
             groups.append((ra.unsqueeze(0), rb.unsqueeze(0), rows.rows(full, xa.shape[0], ra.shape[0])))
-        elif by_product:
+        elif cross is not None:
             ma, mb = ra.mean(0, keepdim=True), rb.mean(0, keepdim=True)
             ca, cb = ra - ma, rb - mb
             cross.add(ra.shape[0], ma, mb, ca.sum(0), cb.sum(0), (ca.T @ cb).unsqueeze(0))
     for ga, gb, known in groups:
         batch = Batch(ga, gb, known, products)
-        if by_product:
+        if cross is not None:
             cross.add(
                 ga.shape[-2],
                 batch.means("a"),
@@ -401,7 +401,7 @@ def _score_batches(
                 each = [spec.compute(Batch(ga[i], gb[i]), p) for i in range(ga.shape[0])]
                 terms = {k: torch.stack([t[k] for t in each]) for k in each[0]}
             out.add((loss, fl), terms)
-    return cross if by_product else None
+    return cross
 
 
 def _loss_results(
