@@ -357,8 +357,8 @@ def _score_batches(
     params: Mapping[tuple[str, str], Any],
     out: _BatchValues,
 ) -> CrossParts | None:
-    """Score every batch of B rows in a chunk: full batches k at a time as [k, B, D] (batched
-    losses; k keeps the 2B x 2B similarity blocks near GROUP_ELEMS and any k D x D products near
+    """Score every batch of B rows in a chunk: full batches k at a time as [k, B, D] (every
+    loss takes them so; k keeps the 2B x 2B similarity blocks near GROUP_ELEMS and any k D x D products near
     PRODUCT_ELEMS), a short last one on its own unless it is dropped.
 
     Below D = PRODUCT_ROUTE_RATIO * B, returns the chunk's cross products by batch: each batch's
@@ -402,13 +402,7 @@ def _score_batches(
                 batch.product("a", "b"),
             )
         for (loss, fl), p in params.items():
-            spec = LOSSES[loss]
-            if spec.batched:
-                terms = spec.compute(batch, p)
-            else:
-                each = [spec.compute(Batch(ga[i], gb[i]), p) for i in range(ga.shape[0])]
-                terms = {k: torch.stack([t[k] for t in each]) for k in each[0]}
-            out.add((loss, fl), terms)
+            out.add((loss, fl), LOSSES[loss].compute(batch, p))
     return cross
 
 

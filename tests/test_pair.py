@@ -131,11 +131,30 @@ def test_a_batch_given_its_row_values_scores_the_same() -> None:
     sq = row_sq_norms(za), row_sq_norms(zb)
     unit = normalize_rows(za, "torch", sq[0]), normalize_rows(zb, "torch", sq[1])
     known = RowValues(sq, squared_differences(za, zb), {"torch": unit, "tf": unit})
-    batched = [loss for loss, spec in LOSSES.items() if spec.batched]
-    assert {"vicreg", "barlow", "nt_xent"} <= set(batched)
-    for loss in batched:
+    for loss in LOSSES:
         spec, p = LOSSES[loss], resolve_params(loss, "paper")
         plain = spec.compute(Batch(za.reshape(3, 16, 20), zb.reshape(3, 16, 20)), p)
         seeded = spec.compute(Batch(za.reshape(3, 16, 20), zb.reshape(3, 16, 20), known.rows(0, 48, 16)), p)
         for term in spec.terms:
             np.testing.assert_allclose(seeded[term].numpy(), plain[term].numpy(), rtol=1e-13, err_msg=f"{loss}.{term}")
+
+
+@pytest.mark.parametrize("d", [6, 40])  # D < B and D > 4B/3: both of Batch's routes
+def test_every_loss_scores_a_stack_of_batches_as_each_batch_alone(d: int) -> None:
+    """[k, B, D] rows give one value per batch, each the value of that batch alone, for every
+    loss under every flavor (and InfoNCE's symmetric form): the engine scores k batches at once."""
+    from sslcheck.losses.flavors import FLAVORS, LOSSES, resolve_params
+
+    za, zb = (t(x) for x in views(48, d, 17))
+    stacked = Batch(za.reshape(3, 16, d), zb.reshape(3, 16, d))
+    cases = [(loss, resolve_params(loss, fl)) for loss in LOSSES for fl in FLAVORS]
+    cases.append(("infonce", resolve_params("infonce", "paper", {"symmetric": "true"})))
+    for loss, p in cases:
+        spec = LOSSES[loss]
+        together = spec.compute(stacked, p)
+        alone = [spec.compute(Batch(za[i : i + 16], zb[i : i + 16]), p) for i in (0, 16, 32)]
+        for term in spec.terms:
+            assert together[term].shape == (3,), (loss, term)
+            want = np.array([float(a[term]) for a in alone])
+            got = together[term].numpy()
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=f"{loss}.{term} {p}")

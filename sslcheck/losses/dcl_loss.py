@@ -49,28 +49,30 @@ class DCLWParams:
 
 
 def dcl_terms_of(stats: PairStats, p: DCLParams | DCLWParams, block_elems: int = BLOCK_ELEMS) -> dict[str, Tensor]:
-    """DCL (or, with `DCLWParams`, DCLW) terms of the rows in `stats` (a batch, or a whole set with rows)."""
+    """DCL (or, with `DCLWParams`, DCLW) terms of the rows in `stats` (a batch [..., B, D], or a
+    whole set with rows)."""
     u, v = stats.normalized("a", "torch"), stats.normalized("b", "torch")
-    n = u.shape[0]
-    cos = (u * v).sum(1)
+    n = u.shape[-2]
+    cos = (u * v).sum(-1)
     if isinstance(p, DCLWParams):
-        weight = 2 - n * torch.softmax(cos.detach() / p.sigma, dim=0)
+        weight = 2 - n * torch.softmax(cos.detach() / p.sigma, dim=-1)
         cos = weight * cos
-    positive = -cos.mean() / p.tau
+    positive = -cos.mean(-1) / p.tau
 
-    w = torch.cat([u, v])
-    two_n = w.shape[0]
-    lse_sum = w.new_zeros(())
-    for start, stop in row_blocks(two_n, two_n, block_elems):
-        logits = (w[start:stop] @ w.T) / p.tau
+    w = torch.cat([u, v], -2)
+    two_n = w.shape[-2]
+    lse_sum = w.new_zeros(w.shape[:-2])
+    for start, stop in row_blocks(two_n, two_n * max(1, w[..., 0, 0].numel()), block_elems):
+        logits = (w[..., start:stop, :] @ w.mT) / p.tau
         idx = torch.arange(start, stop, device=w.device)
-        lse_sum = lse_sum + logsumexp_without(logits, idx, (idx + n) % two_n).sum()
+        lse_sum = lse_sum + logsumexp_without(logits, idx, (idx + n) % two_n).sum(-1)
     negative = lse_sum / two_n
     return {"positive": positive, "negative": negative, "total": positive + negative}
 
 
 def dcl_terms(za: Tensor, zb: Tensor, params: DCLParams | DCLWParams | None = None) -> dict[str, Tensor]:
-    """DCL terms of a batch za, zb: [N, D] (differentiable); pass `DCLWParams` for DCLW.
+    """DCL terms of a batch za, zb: [N, D] (differentiable; [..., N, D]: one per batch); pass
+    `DCLWParams` for DCLW.
 
     >>> import torch
     >>> z = torch.eye(2, dtype=torch.float64)          # 2N - 2 = 2 negatives per row, both at 0

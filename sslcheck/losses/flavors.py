@@ -33,8 +33,8 @@ class LossSpec:
     """A loss: its JSON key, terms, term function, per-flavor presets and their sources.
 
     `from_rows` losses need the rows themselves (contrastive); the others need only second
-    moments, so their whole-set value comes exactly from the merged statistics. `batched`
-    losses accept stats with leading batch dimensions ([..., B, D] rows: one value per batch).
+    moments, so their whole-set value comes exactly from the merged statistics. Every `compute`
+    accepts stats with leading batch dimensions ([..., B, D] rows: one value per batch).
     `row_mean` losses are affine in a mean of per-row values, so their whole-set value is the
     row-weighted mean of chunk values: exact for any N, with no rows kept.
     """
@@ -45,7 +45,6 @@ class LossSpec:
     presets: Mapping[str, Any]
     sources: Mapping[str, str]
     from_rows: bool = False
-    batched: bool = False
     row_mean: bool = False
     warnings: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -68,7 +67,6 @@ LOSSES: dict[str, LossSpec] = {
         "vicreg",
         vicreg.TERMS,
         vicreg.vicreg_terms_of,
-        batched=True,
         presets={
             "paper": V(),
             "lightly": V(),
@@ -90,7 +88,6 @@ LOSSES: dict[str, LossSpec] = {
         "barlow",
         barlow.TERMS,
         barlow.barlow_terms_of,
-        batched=True,
         presets={
             "paper": B(),
             "lightly": B(lambda_=5e-3),
@@ -116,7 +113,6 @@ LOSSES: dict[str, LossSpec] = {
         "nt_xent",
         nt_xent.TERMS,
         nt_xent.nt_xent_terms_of,
-        batched=True,
         presets={
             "paper": X(),
             "lightly": X(tau=0.5, reduction="mean", normalize="torch"),
@@ -171,7 +167,6 @@ LOSSES: dict[str, LossSpec] = {
         "negative_cosine",
         cosine.TERMS,
         cosine.negative_cosine_terms_of,
-        batched=True,
         row_mean=True,
         presets=dict.fromkeys(FLAVORS, cosine.NegativeCosineParams()),
         sources=_borrowed(
@@ -192,7 +187,6 @@ LOSSES: dict[str, LossSpec] = {
         "byol",
         cosine.TERMS,
         cosine.byol_terms_of,
-        batched=True,
         row_mean=True,
         presets=dict.fromkeys(FLAVORS, cosine.BYOLParams()),
         sources=_borrowed(

@@ -43,26 +43,28 @@ class HypersphereParams:
 
 
 def uniformity_of(x: Tensor, t: float, block_elems: int = BLOCK_ELEMS) -> Tensor:
-    """log mean_{i<j} exp(-t ||x_i - x_j||^2) of the rows of x: [N, D], N >= 2."""
-    n = x.shape[0]
-    sq = (x * x).sum(1)
+    """log mean_{i<j} exp(-t ||x_i - x_j||^2) of the rows of (each batch) x: [..., N, D], N >= 2."""
+    n = x.shape[-2]
+    sq = (x * x).sum(-1)
     row_lse = []
-    for start, stop in row_blocks(n, n, block_elems):
-        dist_sq = (sq[start:stop, None] + sq[None, :] - 2 * (x[start:stop] @ x.T)).clamp_min(0)
+    for start, stop in row_blocks(n, n * max(1, x[..., 0, 0].numel()), block_elems):
+        dot = x[..., start:stop, :] @ x.mT
+        dist_sq = (sq[..., start:stop, None] + sq[..., None, :] - 2 * dot).clamp_min(0)
         row_lse.append(logsumexp_without(-t * dist_sq, torch.arange(start, stop, device=x.device)))
-    return torch.logsumexp(torch.cat(row_lse), dim=0) - math.log(n * (n - 1))
+    return torch.logsumexp(torch.cat(row_lse, -1), dim=-1) - math.log(n * (n - 1))
 
 
 def hypersphere_terms_of(stats: PairStats, p: HypersphereParams, block_elems: int = BLOCK_ELEMS) -> dict[str, Tensor]:
-    """Alignment, uniformity (unweighted) and total of the rows in `stats` (a batch, or a whole set with rows)."""
+    """Alignment, uniformity (unweighted) and total of the rows in `stats` (a batch [..., B, D],
+    or a whole set with rows)."""
     x, y = stats.normalized("a", "torch"), stats.normalized("b", "torch")
-    alignment = (x - y).norm(dim=1).pow(p.alpha).mean()
+    alignment = (x - y).norm(dim=-1).pow(p.alpha).mean(-1)
     uniformity = (uniformity_of(x, p.t, block_elems) + uniformity_of(y, p.t, block_elems)) / 2
     return {"alignment": alignment, "uniformity": uniformity, "total": alignment + p.lam * uniformity}
 
 
 def hypersphere_terms(za: Tensor, zb: Tensor, params: HypersphereParams | None = None) -> dict[str, Tensor]:
-    """Alignment/uniformity terms of a batch za, zb: [N, D] (differentiable).
+    """Alignment/uniformity terms of a batch za, zb: [N, D] (differentiable); [..., N, D]: one per batch.
 
     >>> import torch
     >>> z = torch.tensor([[1.0, 0.0], [-1.0, 0.0]], dtype=torch.float64)   # antipodal: ||x_1 - x_2||^2 = 4

@@ -36,18 +36,19 @@ class InfoNCEParams:
 
 
 def _cross_entropy_diag(q: Tensor, k: Tensor, tau: float, block_elems: int) -> Tensor:
-    """mean_i CE(q k^T / tau, i): rows of q are queries, row i of k their positive key."""
-    n = q.shape[0]
-    total = q.new_zeros(())
-    for start, stop in row_blocks(n, n, block_elems):
-        logits = (q[start:stop] @ k.T) / tau
-        positive = logits.diagonal(offset=start)
-        total = total + (torch.logsumexp(logits, dim=1) - positive).sum()
+    """mean_i CE(q k^T / tau, i) of (each batch of) rows [..., N, D]: rows of q are queries, row
+    i of k their positive key."""
+    n = q.shape[-2]
+    total = q.new_zeros(q.shape[:-2])
+    for start, stop in row_blocks(n, n * max(1, q[..., 0, 0].numel()), block_elems):
+        logits = (q[..., start:stop, :] @ k.mT) / tau
+        positive = logits.diagonal(offset=start, dim1=-2, dim2=-1)
+        total = total + (torch.logsumexp(logits, dim=-1) - positive).sum(-1)
     return total / n
 
 
 def infonce_terms_of(stats: PairStats, p: InfoNCEParams, block_elems: int = BLOCK_ELEMS) -> dict[str, Tensor]:
-    """InfoNCE of the rows in `stats` (a batch, or a whole set whose rows were kept)."""
+    """InfoNCE of the rows in `stats` (a batch [..., B, D], or a whole set whose rows were kept)."""
     u, v = stats.normalized("a", "torch"), stats.normalized("b", "torch")
     loss = _cross_entropy_diag(u, v, p.tau, block_elems)
     if p.symmetric:
@@ -56,7 +57,8 @@ def infonce_terms_of(stats: PairStats, p: InfoNCEParams, block_elems: int = BLOC
 
 
 def infonce(za: Tensor, zb: Tensor, params: InfoNCEParams | None = None) -> Tensor:
-    """InfoNCE of a batch za (queries), zb (keys): [N, D] (differentiable), usable as a training loss.
+    """InfoNCE of a batch za (queries), zb (keys): [N, D] (differentiable), usable as a training
+    loss; [..., N, D]: one per batch.
 
     >>> import torch
     >>> z = torch.eye(3, dtype=torch.float64)          # orthogonal rows, perfectly aligned views

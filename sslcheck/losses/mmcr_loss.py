@@ -42,10 +42,11 @@ class MMCRParams:
 
 
 def centroid_nuclear_norm(za: Tensor, zb: Tensor, block_elems: int = BLOCK_ELEMS) -> Tensor:
-    """||(za + zb) / 2||_* for za, zb: [N, D], reading at most `block_elems` centroid entries at a time."""
-    n, d = za.shape
-    if n * d <= block_elems or n <= d:
-        return torch.linalg.svdvals((za + zb) / 2).sum()
+    """||(za + zb) / 2||_* for za, zb: [N, D], reading at most `block_elems` centroid entries at a
+    time; of each batch for [..., N, D] (whole, as batches are small)."""
+    n, d = za.shape[-2:]
+    if za.ndim > 2 or n * d <= block_elems or n <= d:
+        return torch.linalg.svdvals((za + zb) / 2).sum(-1)
     # QR's R, unlike mode "r", carries a gradient
     mode = "reduced" if torch.is_grad_enabled() and (za.requires_grad or zb.requires_grad) else "r"
     r = za.new_zeros((0, d))
@@ -56,24 +57,25 @@ def centroid_nuclear_norm(za: Tensor, zb: Tensor, block_elems: int = BLOCK_ELEMS
 
 
 def pair_nuclear_norms(za: Tensor, zb: Tensor) -> Tensor:
-    """[N]: the nuclear norm of each row's 2 x D matrix [za_i; zb_i], in closed form."""
-    aa, bb = (za * za).sum(1), (zb * zb).sum(1)
-    along = (za * zb).sum(1) / aa.clamp_min(torch.finfo(za.dtype).tiny)
-    b_perp = zb - along[:, None] * za
-    s1s2 = aa.sqrt() * b_perp.norm(dim=1)
+    """[..., N]: the nuclear norm of each row's 2 x D matrix [za_i; zb_i], in closed form."""
+    aa, bb = (za * za).sum(-1), (zb * zb).sum(-1)
+    along = (za * zb).sum(-1) / aa.clamp_min(torch.finfo(za.dtype).tiny)
+    b_perp = zb - along.unsqueeze(-1) * za
+    s1s2 = aa.sqrt() * b_perp.norm(dim=-1)
     return (aa + bb + 2 * s1s2).sqrt()
 
 
 def mmcr_terms_of(stats: PairStats, p: MMCRParams, block_elems: int = BLOCK_ELEMS) -> dict[str, Tensor]:
-    """MMCR terms (unweighted) and total of the rows in `stats` (a batch, or a whole set with rows)."""
+    """MMCR terms (unweighted) and total of the rows in `stats` (a batch [..., B, D], or a whole
+    set with rows)."""
     za, zb = stats.rows("a"), stats.rows("b")
     centroid = centroid_nuclear_norm(za, zb, block_elems)
-    local = pair_nuclear_norms(za, zb).mean()
+    local = pair_nuclear_norms(za, zb).mean(-1)
     return {"centroid_nuclear": centroid, "local_nuclear": local, "total": -centroid + p.lambda_ * local}
 
 
 def mmcr_terms(za: Tensor, zb: Tensor, params: MMCRParams | None = None) -> dict[str, Tensor]:
-    """MMCR terms of a batch za, zb: [N, D] (differentiable).
+    """MMCR terms of a batch za, zb: [N, D] (differentiable); [..., N, D]: one per batch.
 
     >>> import torch
     >>> z = torch.tensor([[3.0, 0.0], [0.0, 4.0]], dtype=torch.float64)   # za = zb: centroid = z
