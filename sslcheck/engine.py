@@ -357,9 +357,9 @@ def _score_batches(
     params: Mapping[tuple[str, str], Any],
     out: _BatchValues,
 ) -> CrossParts | None:
-    """Score every batch of B rows in a chunk: full batches k at a time as [k, B, D] (every
-    loss takes them so; k keeps the 2B x 2B similarity blocks near GROUP_ELEMS and any k D x D products near
-    PRODUCT_ELEMS), a short last one on its own unless it is dropped.
+    """Score every batch of B rows in a chunk: full batches k at a time as [k, B, D] (every loss
+    takes them so; k keeps the 2B x 2B similarity blocks near GROUP_ELEMS and any k D x D
+    products near PRODUCT_ELEMS), a short last one on its own unless it is dropped.
 
     Below D = PRODUCT_ROUTE_RATIO * B, returns the chunk's cross products by batch: each batch's
     x_c^T y_c serves both Barlow's cross terms and the whole-set cross moment (one D x D product

@@ -303,6 +303,19 @@ def test_row_blocks_change_nothing(loss: str, n: int, d: int, block_elems: int) 
         assert_terms(blocked, reference(loss, za, zb, p))
 
 
+@pytest.mark.parametrize("block_elems", [1, 40, 150])
+@pytest.mark.parametrize("loss", list(BLOCKED))
+def test_row_blocks_of_stacked_batches_change_nothing(loss: str, block_elems: int) -> None:
+    """[3, B, D] rows in row blocks (each block spans all three batches) give each batch's value."""
+    za, zb = views(36, 5, 8)
+    stacked = Batch(t(za).reshape(3, 12, 5), t(zb).reshape(3, 12, 5))
+    for p in PARAMS[loss]:
+        got = BLOCKED[loss](stacked, p, block_elems=block_elems)
+        for i in range(3):
+            rows = slice(12 * i, 12 * (i + 1))
+            assert_terms({k: float(v[i]) for k, v in got.items()}, reference(loss, za[rows], zb[rows], p))
+
+
 @pytest.mark.parametrize("n,d", [(50, 3), (200, 8), (33, 16)])
 def test_centroid_nuclear_norm_by_tall_skinny_qr(n: int, d: int) -> None:
     """Blocks of block_elems / D rows reduced to a D x D triangular factor: same singular values."""

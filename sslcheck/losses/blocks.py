@@ -3,6 +3,7 @@ full similarity matrix, only blocks of at most `block_elems` entries."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -18,6 +19,12 @@ def row_blocks(rows: int, cols: int, block_elems: int = BLOCK_ELEMS) -> Iterator
     step = max(1, min(rows, block_elems // max(1, cols)))
     for start in range(0, rows, step):
         yield start, min(start + step, rows)
+
+
+def matrices(x: Tensor) -> int:
+    """How many [N, D] matrices (batches) x [..., N, D] holds: the factor by which a batch's row
+    block of similarities grows when all batches are scored at once."""
+    return math.prod(x.shape[:-2])
 
 
 def leave_out(logits: Tensor, *left_out: Tensor) -> Tensor:

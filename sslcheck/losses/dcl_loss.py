@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sslcheck.losses.blocks import BLOCK_ELEMS, logsumexp_without, row_blocks
+from sslcheck.losses.blocks import BLOCK_ELEMS, logsumexp_without, matrices, row_blocks
 from sslcheck.losses.pair import Batch, PairStats
 
 TERMS = ("positive", "negative", "total")
@@ -62,7 +62,7 @@ def dcl_terms_of(stats: PairStats, p: DCLParams | DCLWParams, block_elems: int =
     w = torch.cat([u, v], -2)
     two_n = w.shape[-2]
     lse_sum = w.new_zeros(w.shape[:-2])
-    for start, stop in row_blocks(two_n, two_n * max(1, w[..., 0, 0].numel()), block_elems):
+    for start, stop in row_blocks(two_n, two_n * matrices(w), block_elems):
         logits = (w[..., start:stop, :] @ w.mT) / p.tau
         idx = torch.arange(start, stop, device=w.device)
         lse_sum = lse_sum + logsumexp_without(logits, idx, (idx + n) % two_n).sum(-1)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sslcheck.losses.blocks import BLOCK_ELEMS, logsumexp_without, row_blocks
+from sslcheck.losses.blocks import BLOCK_ELEMS, logsumexp_without, matrices, row_blocks
 from sslcheck.losses.pair import Batch, PairStats
 
 TERMS = ("alignment", "uniformity", "total")
@@ -47,7 +47,7 @@ def uniformity_of(x: Tensor, t: float, block_elems: int = BLOCK_ELEMS) -> Tensor
     n = x.shape[-2]
     sq = (x * x).sum(-1)
     row_lse = []
-    for start, stop in row_blocks(n, n * max(1, x[..., 0, 0].numel()), block_elems):
+    for start, stop in row_blocks(n, n * matrices(x), block_elems):
         dot = x[..., start:stop, :] @ x.mT
         dist_sq = (sq[..., start:stop, None] + sq[..., None, :] - 2 * dot).clamp_min(0)
         row_lse.append(logsumexp_without(-t * dist_sq, torch.arange(start, stop, device=x.device)))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sslcheck.losses.blocks import BLOCK_ELEMS, row_blocks
+from sslcheck.losses.blocks import BLOCK_ELEMS, matrices, row_blocks
 from sslcheck.losses.pair import Batch, PairStats
 
 TERMS = ("total",)
@@ -40,7 +40,7 @@ def _cross_entropy_diag(q: Tensor, k: Tensor, tau: float, block_elems: int) -> T
     i of k their positive key."""
     n = q.shape[-2]
     total = q.new_zeros(q.shape[:-2])
-    for start, stop in row_blocks(n, n * max(1, q[..., 0, 0].numel()), block_elems):
+    for start, stop in row_blocks(n, n * matrices(q), block_elems):
         logits = (q[..., start:stop, :] @ k.mT) / tau
         positive = logits.diagonal(offset=start, dim1=-2, dim2=-1)
         total = total + (torch.logsumexp(logits, dim=-1) - positive).sum(-1)

@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from sslcheck.losses.blocks import BLOCK_ELEMS, LogSumExp, ShiftedSumExp, leave_out, row_blocks
+from sslcheck.losses.blocks import BLOCK_ELEMS, LogSumExp, ShiftedSumExp, leave_out, matrices, row_blocks
 from sslcheck.losses.normalize import RowNorm
 from sslcheck.losses.pair import Batch, PairStats, View
 
@@ -52,7 +52,6 @@ def nt_xent_terms_of(stats: PairStats, p: NTXentParams, block_elems: int = BLOCK
     mode = p.normalize
     rows = stats.rows("a")
     n = rows.shape[-2]
-    batches = max(1, rows[..., 0, 0].numel())
     shift = 1 / p.tau
     sums = ShiftedSumExp(shift) if ShiftedSumExp.fits(2 * shift, rows.dtype) else LogSumExp()
     lse_u, lse_vv, positives = [], [], []
@@ -63,7 +62,7 @@ def nt_xent_terms_of(stats: PairStats, p: NTXentParams, block_elems: int = BLOCK
         similarity = stats.similarity(view, view, mode, start, stop, shift)
         return sums.total(sums.exponentials(leave_out(similarity, idx)), -1)
 
-    for start, stop in row_blocks(n, 3 * n * batches, block_elems):
+    for start, stop in row_blocks(n, 3 * n * matrices(rows), block_elems):
         idx = torch.arange(start, stop, device=rows.device)
         cross = stats.similarity("a", "b", mode, start, stop, shift)
         positives.append(cross[..., idx - start, idx])
