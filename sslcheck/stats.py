@@ -145,7 +145,7 @@ class PairMoments:
         `cross`: the block's cross products already taken in parts (the engine's batches), so
         the cross product is assembled from them instead of being computed again; `sq_diff`:
         the block's `squared_difference_sum`, where the caller already has it; `products`: how
-        x^T x is taken (`sslcheck.blas`).
+        the block's x^T x, y^T y and x^T y are taken (`sslcheck.blas`).
         """
         ca, mean_a, res_a = _centre(xa)
         cb, mean_b, res_b = _centre(xb)
