@@ -30,7 +30,7 @@ OPS: dict[str, Callable[[Any, Any], bool]] = {
     ">": operator.gt,
 }
 VERDICT_RULES = ("complete_collapse", "dimensional_collapse", "unaligned")
-_GATE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(<=|>=|==|!=|<|>)\s*(\S+)\s*$")
+_GATE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(<=|>=|==|!=|<|>)\s*([^\s<>=!]\S*)\s*$")
 _RELATIVE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*=\s*([0-9]*\.?[0-9]+)\s*%?\s*$")
 
 
@@ -91,7 +91,7 @@ def schema_paths() -> list[str]:
     from sslcheck.diagnostics import PAIR_METRICS, VIEW_METRICS
     from sslcheck.losses.flavors import FLAVORS, LOSSES
 
-    paths = ["inputs.n", "inputs.d", "settings.batch_size", "verdict.status"]
+    paths = ["schema_version", "inputs.n", "inputs.d", "settings.batch_size", "verdict.status"]
     for name, spec in LOSSES.items():
         blocks = [f"losses.{name}"] + [f"losses.{name}.by_flavor.{fl}" for fl in FLAVORS]
         for block in blocks:
@@ -128,6 +128,8 @@ def parse_gate(text: str, level: Literal["FAIL", "WARN"] = "FAIL") -> Gate:
         if path != "verdict.status" or op not in ("==", "!="):
             raise UsageError(f"{option} {text!r}: the threshold {raw!r} is not a number") from None
         threshold = raw.strip("\"'")
+    if isinstance(threshold, float) and not math.isfinite(threshold):
+        raise UsageError(f"{option} {text!r}: the threshold {raw!r} is not a finite number")
     return Gate(path, op, threshold, level, raw)
 
 
@@ -188,6 +190,10 @@ def evaluate_relative(data: Mapping[str, Any], baseline: Mapping[str, Any] | Non
         return Check(gate.name, "SKIP", value, threshold, f"the baseline has no value at {gate.path}")
     if value is None:
         return Check(gate.name, "ERROR", None, threshold, f"{gate.path} is undefined (null) for this input")
+    if not _is_finite_number(value):
+        raise UsageError(f"{gate.name!r}: {gate.path} is not a number ({value!r})")
+    if not _is_finite_number(base):
+        raise UsageError(f"--baseline: the value at {gate.path} is not a finite number ({base!r})")
     change = relative_change(base, value)
     moved = -change if gate.direction == "drop" else change
     failed = moved * 100 > gate.percent
@@ -239,6 +245,10 @@ def run_checks(
 def exit_code(checks: Iterable[Check], strict: bool = False) -> int:
     bad = {"FAIL", "ERROR", "WARN"} if strict else {"FAIL", "ERROR"}
     return 1 if any(c.status in bad for c in checks) else 0
+
+
+def _is_finite_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _num(x: Any) -> str:

@@ -97,13 +97,20 @@ def load_config(path: str | None = None) -> Config:
     for key, value in table.items():
         if key not in KEYS:
             raise UsageError(f"{cfg_path}: unknown config key {key!r}{closest(key, list(KEYS))}")
-        if not isinstance(value, KEYS[key]):
+        if not _is_kind(value, KEYS[key]):
             kinds = " or ".join(t.__name__ for t in KEYS[key])
             raise UsageError(f"{cfg_path}: config key {key!r} must be a {kinds}, not {type(value).__name__}")
+        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+            raise UsageError(f"{cfg_path}: config key {key!r} must be a list of strings")
         if key in PATH_KEYS:
             value = str(cfg_path.parent / str(value)) if not Path(str(value)).is_absolute() else str(value)
         values[key] = value
     return Config(cfg_path, values)
+
+
+def _is_kind(value: Any, kinds: tuple[type, ...]) -> bool:
+    """isinstance, except that a bool is not an int (TOML's true is not a thread count)."""
+    return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
 
 
 def as_items(value: Any) -> list[str]:
@@ -119,7 +126,7 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
-    except tomllib.TOMLDecodeError as err:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise UsageError(f"{path}: not valid TOML ({err})") from None
     except OSError as err:
         raise UsageError(f"{path}: cannot read ({err.strerror})") from None

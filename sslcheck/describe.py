@@ -12,11 +12,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from sslcheck.io import ArraySource
+from sslcheck.io import ArraySource, Unusable
 from sslcheck.result import finite_or_none
 from sslcheck.stats import ElementMoments
 
 CHUNK_ROWS = 8192
+
+
+def describe_unusable(member: Unusable) -> dict[str, Any]:
+    """The entry of a container member that is not an embedding: its key and why."""
+    return {
+        "path": member.path,
+        "key": member.key,
+        "format": None,
+        "shape": None,
+        "dtype": None,
+        "nbytes": None,
+        "nan": None,
+        "inf": None,
+        "notes": [f"not an embedding: {member.reason}"],
+        "stats": None,
+    }
 
 
 def describe_array(src: ArraySource) -> dict[str, Any]:

@@ -75,7 +75,8 @@ class Settings:
         return list(dict.fromkeys(keys))
 
     def flavors(self) -> list[str]:
-        return list(FLAVORS) if self.flavor == "all" else [check_flavor(self.flavor)]
+        flavor = check_flavor(self.flavor)
+        return list(FLAVORS) if flavor == "all" else [flavor]
 
 
 def chunk_size(rows: int | None, bsz: int | None, d: int) -> int:
@@ -136,20 +137,37 @@ class _RowKeeper:
 
 
 class _Finite:
-    """NaN/Inf scan of one view, part of the pass: the count and the first bad row."""
+    """NaN/Inf scan of one view, part of the pass: the count and the first bad row of the
+    values that are NaN/Inf in the file, and of those that overflow the compute dtype."""
 
-    def __init__(self, label: str) -> None:
-        self.label, self.count, self.first_row = label, 0, -1
+    def __init__(self, label: str, dtype: torch.dtype) -> None:
+        self.label, self.dtype = label, dtype
+        self.count, self.first_row = 0, -1
+        self.overflow, self.first_overflow_row = 0, -1
 
-    def check(self, start: int, x: Tensor) -> bool:
+    @property
+    def bad(self) -> bool:
+        return bool(self.count or self.overflow)
+
+    def check(self, start: int, x: Tensor, raw: np.ndarray) -> bool:
+        """Scan x, the rows `raw` of the file as converted to the compute dtype."""
         ok = torch.isfinite(x)
         if bool(ok.all()):
             return True
-        bad_rows = (~ok).any(1).nonzero()
-        if self.first_row < 0:
-            self.first_row = start + int(bad_rows[0])
-        self.count += int((~ok).sum())
+        in_file = ~torch.from_numpy(np.isfinite(raw)).to(ok.device)
+        count, first = self._tally(in_file)
+        self.count += count
+        self.first_row = first + start if self.first_row < 0 <= first else self.first_row
+        count, first = self._tally(~ok & ~in_file)
+        self.overflow += count
+        self.first_overflow_row = first + start if self.first_overflow_row < 0 <= first else self.first_overflow_row
         return False
+
+    @staticmethod
+    def _tally(bad: Tensor) -> tuple[int, int]:
+        """How many values are bad and the first row holding one (-1: none)."""
+        rows = bad.any(1).nonzero()
+        return int(bad.sum()), int(rows[0]) if len(rows) else -1
 
     def raise_if_bad(self) -> None:
         if self.count:
@@ -157,18 +175,23 @@ class _Finite:
                 f"{self.label}: {self.count} NaN/Inf value{'s' if self.count > 1 else ''}; "
                 f"the first in row {self.first_row}"
             )
+        if self.overflow:
+            name = str(self.dtype).removeprefix("torch.")
+            raise InputError(
+                f"{self.label}: {self.overflow} value{'s' if self.overflow > 1 else ''} too large for {name} "
+                f"(the first in row {self.first_overflow_row}); use --dtype float64"
+            )
 
 
-def _no_bad_values(sq_diff: Tensor, start: int, xa: Tensor, xb: Tensor, fa: _Finite, fb: _Finite) -> bool:
+def _no_bad_values(sq_diff: Tensor, start: int, views: tuple[tuple[Tensor, np.ndarray, _Finite], ...]) -> bool:
     """Whether a chunk holds no NaN or Inf, scanning it value by value only where its sum of
     squared differences (`squared_difference_sum`) is not finite: one scalar test per chunk
-    instead of a pass over every value. Nothing is computed from a bad chunk (a solver would
-    fail on it); a finite chunk whose sum overflowed passes, and the overflow check after the
-    pass reports it."""
+    instead of a pass over every value. `views`: each view's converted rows, rows as read and
+    scan. Nothing is computed from a bad chunk (a solver would fail on it); a finite chunk
+    whose sum overflowed passes, and the overflow check after the pass reports it."""
     if bool(torch.isfinite(sq_diff)):
         return True
-    ok_a, ok_b = fa.check(start, xa), fb.check(start, xb)
-    return ok_a and ok_b
+    return all([finite.check(start, x, raw) for x, raw, finite in views])
 
 
 def _chunk_pairs(za: ArraySource, zb: ArraySource, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -186,7 +209,9 @@ def evaluate(
     """Score a pair of views in one pass: every selected loss (per batch and whole set), the
     collapse diagnostics and the verdict."""
     s = settings or Settings()
-    if s.threads:
+    if s.threads is not None:
+        if isinstance(s.threads, bool) or not isinstance(s.threads, int) or s.threads < 1:
+            raise UsageError(f"--threads {s.threads}: expected a positive number of threads")
         torch.set_num_threads(s.threads)
     from sslcheck.diagnostics import diagnose, resolve_thresholds
 
@@ -197,6 +222,8 @@ def evaluate(
     losses = s.loss_keys()
     flavors = s.flavors()
     params = {(loss, fl): resolve_params(loss, fl, s.overrides.get(loss)) for loss in losses for fl in flavors}
+    for loss in set(s.overrides) - set(losses):  # a --set for a loss not selected is still checked
+        resolve_params(loss_key(loss), flavors[0], s.overrides[loss])
     if s.batch_size is not None and s.batch_size < 2:
         raise UsageError(f"--batch-size {s.batch_size}: a batch needs at least 2 rows")
     one_batch = s.batch_size is None or s.batch_size >= n
@@ -218,20 +245,20 @@ def evaluate(
     cosine = ElementMoments.empty((), device)
     batch_terms = _BatchValues(params, 0 if one_batch else n // bsz + (0 if s.drop_last else 1), device)
     row_sums = {key: dict.fromkeys(LOSSES[key[0]].terms, 0.0) for key in params if LOSSES[key[0]].row_mean}
-    finite_a, finite_b = _Finite(za.label), _Finite(zb.label)
+    finite_a, finite_b = _Finite(za.label, dtype), _Finite(zb.label, dtype)
 
     with blas.products(device, dtype) as products:
         start = 0
         for ca, cb in _chunk_pairs(za, zb, chunk):
             xa = torch.from_numpy(ca).to(device=device, dtype=dtype)
             xb = torch.from_numpy(cb).to(device=device, dtype=dtype)
-            if finite_a.count or finite_b.count:  # a bad value was seen: count the rest, compute nothing more
-                finite_a.check(start, xa)
-                finite_b.check(start, xb)
+            if finite_a.bad or finite_b.bad:  # a bad value was seen: count the rest, compute nothing more
+                finite_a.check(start, xa, ca)
+                finite_b.check(start, xb, cb)
             else:
                 rows = _row_values(xa, xb)
                 sq_diff = squared_difference_sum(xa, xb, rows.sq_diff)
-                if _no_bad_values(sq_diff, start, xa, xb, finite_a, finite_b):
+                if _no_bad_values(sq_diff, start, ((xa, ca, finite_a), (xb, cb, finite_b))):
                     cross = (
                         None
                         if one_batch
@@ -277,7 +304,7 @@ def evaluate(
         "drop_last": s.drop_last,
         "dtype": s.dtype,
         "device": device.type,
-        "flavor": s.flavor,
+        "flavor": check_flavor(s.flavor),
         "losses": losses,
         "overrides": {k: dict(v) for k, v in s.overrides.items() if v},
         "sample_size": len(sample_idx),

@@ -101,6 +101,14 @@ def test_github_summary_and_annotations_only_under_actions(runner, tmp_path):
     assert "::error" not in plain.stdout
 
 
+@pytest.mark.parametrize(("name", "code"), [("healthy", 0), ("complete", 1)])
+def test_unwritable_step_summary_warns_and_keeps_the_gate_result(runner, tmp_path, name, code):
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(tmp_path / "no" / "summary.md")}
+    res = run_check(runner, sample(name), env=env)
+    assert res.exit_code == code
+    assert "Warning: cannot append to $GITHUB_STEP_SUMMARY" in res.stderr and "Error" not in res.stderr
+
+
 def test_summary_md_file(runner, tmp_path):
     md = tmp_path / "s.md"
     assert run_check(runner, [*sample("healthy"), "--summary-md", str(md)]).exit_code == 0
@@ -156,12 +164,36 @@ def test_baseline_same_data_passes_and_collapse_fails(runner, tmp_path):
         (["--max-drop", "diagnostics.za.effective_rank=20%"], "need --baseline"),
         (["--max-drop", "diagnostics.za.effective_rank"], "expected 'PATH=P%'"),
         (["--baseline", "missing.json", "--max-drop", "inputs.n=1%"], "no such file"),
+        (["--gate", "diagnostics.za.rank_ratio >= nan"], "'nan' is not a finite number"),
+        (["--gate", "diagnostics.za.rank_ratio >= 1e999", "--json", "s.json"], "'1e999' is not a finite number"),
+        (["--warn", "diagnostics.za.rank_ratio < -inf"], "is not a finite number"),
+        (["--gate", "diagnostics.za.rank_ratio >= "], "expected 'PATH OP VALUE'"),
+        (["--gate", "diagnostics.za.rank_ratio >= =1"], "expected 'PATH OP VALUE'"),
     ],
 )
 def test_malformed_gates_are_usage_errors(runner, args, message):
     res = run_check(runner, [*sample("healthy"), *args])
     assert res.exit_code == 2 and res.stdout == ""
     assert res.stderr.startswith("Error: ") and message in res.stderr
+
+
+def test_schema_version_can_be_gated(runner):
+    assert run_check(runner, [*sample("healthy"), "--gate", "schema_version == 1"]).exit_code == 0
+    assert run_check(runner, [*sample("healthy"), "--gate", "schema_version > 1"]).exit_code == 1
+
+
+@pytest.mark.parametrize(("value", "message"), [("NaN", "not a finite number (nan)"), ('"high"', "('high')")])
+def test_baseline_value_that_is_not_a_finite_number_is_a_usage_error(runner, tmp_path, value, message):
+    base = tmp_path / "base.json"
+    assert run_check(runner, [*sample("healthy"), "--json", str(base)]).exit_code == 0
+    data = json.loads(base.read_text())
+    data["diagnostics"]["za"]["rank_ratio"] = "@"
+    base.write_text(json.dumps(data).replace('"@"', value))  # json.dumps would refuse NaN
+    res = run_check(
+        runner, [*sample("healthy"), "--baseline", str(base), "--max-drop", "diagnostics.za.rank_ratio=20%"]
+    )
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr.startswith("Error: --baseline: the value at diagnostics.za.rank_ratio") and message in res.stderr
 
 
 def test_config_precedence(runner, tmp_path, monkeypatch):
@@ -195,6 +227,11 @@ def test_config_precedence(runner, tmp_path, monkeypatch):
         ("batch_size = [1]\n", "must be a int or str"),
         ("flavor = \n", "not valid TOML"),
         ("[thresholds]\ndimensional_rank_ratio = 0.1\n", "unknown threshold"),
+        ("[thresholds]\ndimensional_rank_ratio_centered = true\n", "True is not a number"),
+        ("threads = true\n", "'threads' must be a int, not bool"),
+        ("gates = [5]\n", "'gates' must be a list of strings"),
+        ('loss = ["vicreg", 1]\n', "'loss' must be a list of strings"),
+        ("threads = 0\n", "--threads 0: expected a positive number"),
     ],
 )
 def test_config_errors(runner, tmp_path, monkeypatch, content, message):
@@ -202,6 +239,13 @@ def test_config_errors(runner, tmp_path, monkeypatch, content, message):
     (tmp_path / "sslcheck.toml").write_text(content)
     res = run_check(runner, sample("healthy"))
     assert res.exit_code == 2 and message in res.stderr
+
+
+def test_config_that_is_not_utf8_is_not_valid_toml(runner, tmp_path):
+    cfg = tmp_path / "bin.toml"
+    cfg.write_bytes(b"\xff\xfe flavor")
+    res = run_check(runner, [*sample("healthy"), "--config", str(cfg)])
+    assert res.exit_code == 2 and "not valid TOML" in res.stderr and "internal error" not in res.stderr
 
 
 def test_subprocess_exit_codes():

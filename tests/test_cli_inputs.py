@@ -80,6 +80,37 @@ def npz_object(tmp: Path) -> str:
     return str(tmp / "o.npz")
 
 
+def npy_header(shape: object) -> bytes:
+    """A version-1 .npy header for float32 rows of `shape` (which numpy's writer would refuse)."""
+    text = repr({"descr": "<f4", "fortran_order": False, "shape": shape}).encode()
+    text += b" " * (63 - (10 + len(text)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text
+
+
+def negative_shape(tmp: Path) -> str:
+    (tmp / "neg.npy").write_bytes(npy_header((-4, 6)) + GOOD.tobytes())
+    return str(tmp / "neg.npy")
+
+
+def fractional_shape_safetensors(tmp: Path) -> str:
+    import json
+
+    header = json.dumps({"x": {"dtype": "F32", "shape": [40.5, 6], "data_offsets": [0, GOOD.nbytes]}}).encode()
+    (tmp / "f.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + GOOD.tobytes())
+    return str(tmp / "f.safetensors")
+
+
+def meta_pt(tmp: Path) -> str:
+    torch.save(torch.empty(40, 6, device="meta"), tmp / "meta.pt")
+    return str(tmp / "meta.pt")
+
+
+def too_large_for_float32(tmp: Path) -> str:
+    x = GOOD.astype(np.float64)
+    x[3, 2] = 1e39  # float32's largest is 3.4e38
+    return npy(tmp, "huge.npy", x)
+
+
 # (case, builder returning ZA (ZB is GOOD unless the case says otherwise), expected phrase)
 CASES: list[tuple[str, Callable[[Path], str], str]] = [
     ("missing path", lambda t: str(t / "nope.npy"), "no such file"),
@@ -109,6 +140,14 @@ CASES: list[tuple[str, Callable[[Path], str], str]] = [
     ("shards of mixed D", shards_mixed_d, "part-2.npy"),
     ("zip that is not an npz", empty_zip, "npz"),
     ("random bytes as .safetensors", file_with("r.safetensors", b"\x01" * 64), "safetensors"),
+    ("negative shape in a .npy header", negative_shape, "malformed header"),
+    ("fractional shape in a .safetensors header", fractional_shape_safetensors, "malformed safetensors header"),
+    ("meta tensor in a .pt", meta_pt, "meta device holds no data"),
+    (
+        "finite float64 too large for float32",
+        too_large_for_float32,
+        "1 value too large for float32 (the first in row 3)",
+    ),
 ]
 
 
@@ -172,3 +211,12 @@ def test_cuda_without_a_gpu_is_a_usage_error(runner, tmp_path):
     a = good(tmp_path)
     res = runner.invoke(app, ["score", a, a, "--device", "cuda"])
     assert res.exit_code == 2 and "no CUDA device" in res.stderr
+
+
+def test_too_large_for_float32_is_fine_in_float64_and_nan_wins_the_message(runner, tmp_path):
+    huge = too_large_for_float32(tmp_path)
+    assert runner.invoke(app, ["score", huge, good(tmp_path), "--dtype", "float64"]).exit_code == 0
+    x = np.load(huge)
+    x[7, 0] = np.nan  # a NaN in the file is named first: it is wrong in any dtype
+    res = runner.invoke(app, ["score", npy(tmp_path, "both.npy", x), good(tmp_path)])
+    assert res.exit_code == 2 and "1 NaN/Inf value; the first in row 7" in res.stderr

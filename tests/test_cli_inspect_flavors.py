@@ -51,6 +51,26 @@ def test_inspect_counts_nan_and_inf_and_lists_container_keys(runner, tmp_path):
     assert [i["key"] for i in only] == ["second"]
 
 
+@pytest.mark.parametrize("suffix", ["npz", "pt"])
+def test_inspect_lists_a_container_member_that_is_not_an_embedding(runner, tmp_path, suffix):
+    x, labels = np.ones((6, 3), np.float32), np.arange(6) % 2
+    path = tmp_path / f"c.{suffix}"
+    if suffix == "npz":
+        np.savez(path, za=x, labels=labels)
+    else:
+        torch.save({"za": torch.from_numpy(x), "labels": torch.from_numpy(labels)}, path)
+    infos = {i["key"]: i for i in inspect_json(runner, str(path))}
+    assert infos["za"]["shape"] == [6, 3]
+    assert infos["labels"]["shape"] is None and "not an embedding" in infos["labels"]["notes"][0]
+    assert "int64" in infos["labels"]["notes"][0]
+    table = runner.invoke(app, ["inspect", str(path)])
+    assert table.exit_code == 0 and f"c.{suffix}[labels]" in table.stdout
+    # a container with no embedding at all is an error, naming its member
+    np.savez(tmp_path / "only.npz", labels=labels, ids=labels)
+    res = runner.invoke(app, ["inspect", str(tmp_path / "only.npz")])
+    assert res.exit_code == 2 and "only.npz[labels]" in res.stderr
+
+
 def test_inspect_table_and_pt_keys(runner, tmp_path):
     torch.save({"za": torch.ones(3, 2), "zb": torch.zeros(3, 2)}, tmp_path / "p.pt")
     res = runner.invoke(app, ["inspect", str(tmp_path / "p.pt")])

@@ -170,6 +170,10 @@ def test_flavor_all_fills_by_flavor(runner, pair):
         (["--dtype", "float16"], "--dtype float16"),
         (["--device", "tpu"], "--device tpu"),
         (["--bogus"], "No such option"),
+        (["--threads", "-1"], "--threads -1: expected a positive number"),
+        (["--threads", "0"], "--threads 0: expected a positive number"),
+        (["--set", "mmcr.lambda=x"], "--set mmcr.lambda=x: expected a number"),  # mmcr is not selected
+        (["--set", "byol.x=1"], "byol has no parameters"),
     ],
 )
 def test_bad_options_get_one_error_line(runner, pair, args, message):
@@ -234,3 +238,69 @@ def test_nan_input_is_an_input_error(runner, tmp_path):
     res = runner.invoke(app, ["score", str(tmp_path / "a.npy"), str(tmp_path / "b.npy")])
     assert res.exit_code == 2 and res.stdout == ""
     assert "2 NaN/Inf values; the first in row 17" in res.stderr
+
+
+def test_flavor_names_take_any_case_and_underscores(runner, pair):
+    res = runner.invoke(app, ["score", *pair, "--flavor", "Solo_Learn", "--format", "json"])
+    assert res.exit_code == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["settings"]["flavor"] == "solo-learn"
+    assert data["losses"]["vicreg"]["flavor"] == "solo-learn"
+
+
+@pytest.mark.parametrize("where", ["", ".", "folder", "/proc/sslcheck.json"])
+def test_output_path_that_cannot_be_written_is_one_error_line(runner, pair, tmp_path, where):
+    if where.startswith("/proc") and not Path("/proc").is_dir():
+        pytest.skip("no /proc")
+    target = str(tmp_path) if where == "folder" else where
+    res = runner.invoke(app, ["score", *pair, "-o", target])
+    assert res.exit_code == 2 and res.stdout == ""
+    [line] = res.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and "internal error" not in line, line
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_file_the_system_refuses_is_named_not_an_internal_error(runner, pair, monkeypatch):
+    from sslcheck import engine
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "za.npy")
+
+    monkeypatch.setattr(engine, "open_pair", refuse)
+    res = runner.invoke(app, ["score", *pair])
+    assert res.exit_code == 2 and res.stderr == "Error: za.npy: Permission denied\n"
+
+
+def test_unreadable_file_is_an_input_error(runner, pair, tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    locked = tmp_path / "locked.npy"
+    locked.write_bytes(Path(pair[0]).read_bytes())
+    locked.chmod(0)
+    res = runner.invoke(app, ["score", str(locked), pair[1]])
+    assert res.exit_code == 2 and "locked.npy" in res.stderr and "internal error" not in res.stderr
+
+
+def test_one_path_with_key_is_a_usage_error(runner, tmp_path):
+    x = np.ones((8, 3), np.float32)
+    np.savez(tmp_path / "pair.npz", za=x, zb=x)
+    res = runner.invoke(app, ["score", str(tmp_path / "pair.npz"), "--key", "za"])
+    assert res.exit_code == 2 and "--key-a and --key-b" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("n", "b", "drop_last", "text"),
+    [
+        (600, 256, True, "B = 256 (last 88 rows dropped)"),  # 600 - 2 * 256
+        (513, 256, True, "B = 256 (last 1 row dropped)"),
+        (512, 256, True, "B = 256"),
+        (600, 256, False, "B = 256"),
+        (64, 64, True, "B = 64"),  # B >= N: one batch, nothing dropped
+    ],
+)
+def test_batch_text_names_the_rows_dropped(n, b, drop_last, text):
+    from sslcheck.render.sections import batch_text
+
+    assert batch_text(n, b, drop_last) == text

@@ -359,6 +359,15 @@ def test_a_crash_leaves_no_folder_and_no_temporary(tmp_path, pair, monkeypatch):
     assert [p.name for p in out.iterdir()] == ["keep.txt"] and [p.name for p in out.parent.iterdir()] == ["run1"]
 
 
+def test_a_folder_the_system_refuses_is_one_error_line(pair):
+    if not Path("/proc").is_dir():
+        pytest.skip("no /proc")
+    code, stdout, stderr = run_report([*pair, "-o", "/proc/sslcheck-report", "-q"])
+    assert code == 2 and stdout == ""
+    [line] = stderr.strip().splitlines()
+    assert line.startswith("Error: /proc/sslcheck-report: cannot write") and "internal error" not in line
+
+
 def test_same_input_gives_byte_identical_files(healthy, tmp_path):
     first, _ = healthy
     second = tmp_path / "again"

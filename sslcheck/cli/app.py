@@ -57,6 +57,8 @@ class OneLineErrors(TyperGroup):
         except Exception as err:  # an internal error: short message, traceback with --debug
             if debug:
                 raise
+            if isinstance(err, OSError) and err.filename is not None:  # the system refused a file
+                error_exit(f"{err.filename}: {err.strerror or err}")
             error_exit(f"internal error: {type(err).__name__}: {err} (run with --debug for the traceback)")
         sys.exit(code if isinstance(code, int) else EXIT_OK)
 

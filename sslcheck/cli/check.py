@@ -111,9 +111,12 @@ def check(
         for line in github_annotations(checks):
             typer.echo(line)
         step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if step_summary:
-            with open(step_summary, "a", encoding="utf-8") as f:
-                f.write(summary_markdown(data, checks, code == 0))
+        if step_summary:  # best effort: the CI page's summary never changes the gate's exit code
+            try:
+                with open(step_summary, "a", encoding="utf-8") as f:
+                    f.write(summary_markdown(data, checks, code == 0))
+            except OSError as err:
+                typer.echo(f"Warning: cannot append to $GITHUB_STEP_SUMMARY {step_summary} ({err.strerror})", err=True)
     raise typer.Exit(code)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,10 +23,14 @@ def inspect_files(
     Example: sslcheck inspect sample_data/healthy.pt sample_data/healthy_za.npy
     """
     fmt = choice("--format", format, ("table", "json"))
-    from sslcheck.describe import describe_array
-    from sslcheck.io import open_all
+    from sslcheck.describe import describe_array, describe_unusable
+    from sslcheck.io import Unusable, open_all
 
-    infos = [describe_array(src) for path in files for src in open_all(path, key)]
+    infos = [
+        describe_unusable(src) if isinstance(src, Unusable) else describe_array(src)
+        for path in files
+        for src in open_all(path, key)
+    ]
     if fmt == "json":
         from sslcheck.render.json import to_json
 
@@ -43,8 +47,11 @@ def inspect_files(
         table.add_column(col)
     for info in infos:
         st = info["stats"] or {}
-        label = f"{info['path']}[{info['key']}]" if info["key"] else info["path"]
+        label = _label(info)
         stds = "/".join(num(st.get(k)) for k in ("std_min", "std_median", "std_max")) if st else "n/a"
+        if info["shape"] is None:
+            table.add_row(Text(label), *["-"] * 9)
+            continue
         table.add_row(
             Text(label),
             info["format"],
@@ -61,4 +68,8 @@ def inspect_files(
     console.print(table)
     for info in infos:
         for note in info["notes"]:
-            console.print(f"  {info['path']}: {note}", style="dim", highlight=False, markup=False)
+            console.print(f"  {_label(info)}: {note}", style="dim", highlight=False, markup=False)
+
+
+def _label(info: dict[str, Any]) -> str:
+    return f"{info['path']}[{info['key']}]" if info["key"] else str(info["path"])

@@ -59,6 +59,8 @@ def resolve_thresholds(overrides: Mapping[str, float]) -> dict[str, float]:
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise UsageError(f"unknown threshold {name!r}{hint} (valid: {', '.join(sorted(DEFAULT_THRESHOLDS))})")
         try:
+            if isinstance(value, bool):
+                raise TypeError
             number = float(value)
         except (TypeError, ValueError):
             raise UsageError(f"threshold {name!r}: {value!r} is not a number") from None

@@ -6,15 +6,16 @@ them. Every problem with an input is an `InputError` naming the file (and key).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from sslcheck.errors import InputError
+from sslcheck.errors import InputError, UsageError
 from sslcheck.io.formats import open_file
 from sslcheck.io.labels import load_labels
 from sslcheck.io.shards import ShardedSource, is_glob
 from sslcheck.io.source import ArraySource, KeyNotFound, require_file
 
-__all__ = ["ArraySource", "load_labels", "open_all", "open_array", "open_pair"]
+__all__ = ["ArraySource", "Unusable", "load_labels", "open_all", "open_array", "open_pair"]
 
 
 def open_array(path: str | Path, key: str | None = None) -> ArraySource:
@@ -32,14 +33,37 @@ def open_array(path: str | Path, key: str | None = None) -> ArraySource:
     return open_file(p, key)
 
 
-def open_all(path: str | Path, key: str | None = None) -> list[ArraySource]:
-    """Every array a path holds (each member of a container; `key` picks one), for `inspect`."""
+@dataclass(frozen=True)
+class Unusable:
+    """A member of a container that is not an [N, D] float array (labels kept beside the views)."""
+
+    path: str
+    key: str
+    reason: str
+
+
+def open_all(path: str | Path, key: str | None = None) -> list[ArraySource | Unusable]:
+    """Every array a path holds (each member of a container; `key` picks one), for `inspect`.
+    A container's members that cannot be views come back as `Unusable`; a path with no usable
+    array raises the first member's error."""
     if key is not None:
         return [open_array(path, key)]
     try:
         return [open_array(path, "\0")]  # no array has this name: a container lists its keys
     except KeyNotFound as err:  # (a one-array file lists none)
-        return [open_array(path, k) for k in err.keys] if err.keys else [open_array(path)]
+        if not err.keys:
+            return [open_array(path)]
+        members: list[ArraySource | Unusable] = []
+        first: InputError | None = None
+        for k in err.keys:
+            try:
+                members.append(open_array(path, k))
+            except InputError as bad:
+                first = first or bad
+                members.append(Unusable(str(path), k, str(bad).removeprefix(f"{path}[{k}]: ")))
+        if first is not None and all(isinstance(m, Unusable) for m in members):
+            raise first from None
+        return members
 
 
 def open_pair(
@@ -56,6 +80,8 @@ def open_pair(
     (or `key_a` / `key_b`).
     """
     if zb is None:
+        if key is not None:
+            raise UsageError(f"--key {key}: one path holds both views; name them with --key-a and --key-b")
         ka, kb = key_a or "za", key_b or "zb"
         try:
             a, b = open_array(za, ka), open_array(za, kb)

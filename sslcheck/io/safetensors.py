@@ -42,7 +42,9 @@ class SafetensorsSource(ArraySource):
         entry = header[self.key]
         try:
             st_dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
-            shape = tuple(int(s) for s in shape)
+            if not isinstance(shape, list) or not all(type(s) is int for s in shape):
+                raise ValueError("the shape is not a list of integers")
+            shape = tuple(shape)
             begin, end = int(begin), int(end)
         except (TypeError, KeyError, ValueError):
             raise InputError(f"{self.label}: malformed safetensors header: {entry!r}") from None

@@ -74,6 +74,8 @@ def validate_shape(label: str, shape: tuple[int, ...], dtype: np.dtype | str) ->
         raise InputError(f"{label}: dtype {name} is not supported; expected a float array ({', '.join(FLOAT_DTYPES)})")
     if len(shape) != 2:
         raise InputError(f"{label}: expected a 2-D [N, D] array, got {len(shape)}-D shape {tuple(shape)}")
+    if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in shape) or min(shape) < 0:
+        raise InputError(f"{label}: malformed header: shape {tuple(shape)} is not two sizes >= 0")
     n, d = int(shape[0]), int(shape[1])
     if n == 0 or d == 0:
         raise InputError(f"{label}: the array is empty (shape {tuple(shape)})")

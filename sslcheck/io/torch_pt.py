@@ -50,6 +50,8 @@ class PtSource(ArraySource):
         self.n, self.d, self.dtype = validate_shape(self.label, tuple(tensor.shape), dtype)
         if str(tensor.layout) != "torch.strided":
             raise InputError(f"{self.label}: a {tensor.layout} tensor; save a dense tensor")
+        if tensor.device.type == "meta":
+            raise InputError(f"{self.label}: a tensor on the meta device holds no data; save a CPU tensor")
         self.nbytes = self.n * self.d * tensor.element_size()
 
     def notes(self) -> list[str]:

@@ -245,9 +245,11 @@ def loss_key(name: str) -> str:
 
 
 def check_flavor(name: str) -> str:
-    if name not in FLAVORS:
+    """The flavor's name as the JSON spells it (`LIGHTLY`, `solo_learn` work), or 'all'."""
+    key = name.strip().lower().replace("_", "-")
+    if key not in (*FLAVORS, "all"):
         raise UsageError(f"unknown flavor {name!r}; choose from {', '.join(FLAVORS)} or 'all'")
-    return name
+    return key
 
 
 def param_names(params: Any) -> dict[str, str]:
@@ -269,7 +271,8 @@ def resolve_params(loss: str, flavor: str, overrides: Mapping[str, str] | None =
     changes: dict[str, Any] = {}
     for name, raw in overrides.items():
         if name not in names:
-            raise UsageError(f"--set {loss}.{name}: unknown parameter; {loss} has {', '.join(names)}")
+            has = f"{loss} has {', '.join(names)}" if names else f"{loss} has no parameters"
+            raise UsageError(f"--set {loss}.{name}: unknown parameter; {has}")
         current = getattr(params, names[name])
         changes[names[name]] = _parse_value(f"{loss}.{name}", raw, current, params, names[name])
     return dataclasses.replace(params, **changes)

@@ -25,6 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from sslcheck.render.sections import batch_text
 from sslcheck.result import LossResult, Result
 
 MAX_HEATMAP = 256  # cross-correlation cells per side; larger D is block-averaged down to this
@@ -99,7 +100,7 @@ class PlotContext:
     def line(self, batches: bool = False) -> str:
         text = f"N = {self.n}, D = {self.d}"
         if batches:
-            text += f", B = {self.batch_size}{' (short batch dropped)' if self.drop_last else ''}"
+            text += f", {batch_text(self.n, self.batch_size, self.drop_last)}"
         return f"{text}, flavor {self.flavor}, {self.dtype}"
 
 

@@ -71,12 +71,17 @@ def write_report(result: Result, out_dir: str | Path, force: bool = False) -> li
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UsageError(f"{out_dir}: cannot create the folder {target.parent} ({err.strerror})") from None
-    tmp = _fresh_folder(target, "tmp")
+    try:
+        tmp = _fresh_folder(target, "tmp")
+    except OSError as err:
+        raise UsageError(f"{out_dir}: cannot write in {target.parent} ({err.strerror})") from None
     try:
         written = _write_contents(result, tmp)
         _move_into_place(tmp, target)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise UsageError(f"{out_dir}: cannot write the report ({err.strerror})") from None
         raise
     return [Path(out_dir) / rel for rel in written]
 

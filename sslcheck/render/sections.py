@@ -36,11 +36,17 @@ def fmt(x: Any) -> str:
     return str(x)
 
 
+def batch_text(n: int, batch_size: int, drop_last: bool) -> str:
+    """'B = 256', with the rows a dropped short last batch leaves out (N mod B) where there are any."""
+    dropped = n % batch_size if drop_last else 0
+    return f"B = {batch_size}" + (f" (last {dropped} row{'s' if dropped > 1 else ''} dropped)" if dropped else "")
+
+
 def header_line(data: dict[str, Any]) -> str:
     inp, st = data["inputs"], data["settings"]
     return (
         f"{inp['za']['path']} vs {inp['zb']['path']}: N = {inp['n']}, D = {inp['d']}, "
-        f"B = {st['batch_size']}{' (last short batch dropped)' if st['drop_last'] else ''}, "
+        f"{batch_text(inp['n'], st['batch_size'], st['drop_last'])}, "
         f"{st['dtype']} on {st['device']}, flavor {st['flavor']}"
     )
 
