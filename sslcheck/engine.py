@@ -140,8 +140,8 @@ class _Finite:
     """NaN/Inf scan of one view, part of the pass: the count and the first bad row of the
     values that are NaN/Inf in the file, and of those that overflow the compute dtype."""
 
-    def __init__(self, label: str, dtype: torch.dtype) -> None:
-        self.label, self.dtype = label, dtype
+    def __init__(self, source: ArraySource, dtype: torch.dtype) -> None:
+        self.source, self.dtype = source, dtype
         self.count, self.first_row = 0, -1
         self.overflow, self.first_overflow_row = 0, -1
 
@@ -172,14 +172,14 @@ class _Finite:
     def raise_if_bad(self) -> None:
         if self.count:
             raise InputError(
-                f"{self.label}: {self.count} NaN/Inf value{'s' if self.count > 1 else ''}; "
-                f"the first in row {self.first_row}"
+                f"{self.source.label}: {self.count} NaN/Inf value{'s' if self.count > 1 else ''}; "
+                f"the first in {self.source.where(self.first_row)}"
             )
         if self.overflow:
             name = str(self.dtype).removeprefix("torch.")
             raise InputError(
-                f"{self.label}: {self.overflow} value{'s' if self.overflow > 1 else ''} too large for {name} "
-                f"(the first in row {self.first_overflow_row}); use --dtype float64"
+                f"{self.source.label}: {self.overflow} value{'s' if self.overflow > 1 else ''} too large for "
+                f"{name} (the first in {self.source.where(self.first_overflow_row)}); use --dtype float64"
             )
 
 
@@ -245,7 +245,7 @@ def evaluate(
     cosine = ElementMoments.empty((), device)
     batch_terms = _BatchValues(params, 0 if one_batch else n // bsz + (0 if s.drop_last else 1), device)
     row_sums = {key: dict.fromkeys(LOSSES[key[0]].terms, 0.0) for key in params if LOSSES[key[0]].row_mean}
-    finite_a, finite_b = _Finite(za.label, dtype), _Finite(zb.label, dtype)
+    finite_a, finite_b = _Finite(za, dtype), _Finite(zb, dtype)
 
     with blas.products(device, dtype) as products:
         start = 0

@@ -251,6 +251,19 @@ def test_shards_in_natural_order_reblocked(tmp_path: Path) -> None:
         np.testing.assert_array_equal(read_all(src, rows), want)
 
 
+def test_a_bad_value_in_a_shard_names_the_shard_and_its_row(tmp_path: Path) -> None:
+    from sslcheck.engine import evaluate
+
+    want = _write_shards(tmp_path / "emb", [3, 4, 5])  # rows 0-2, 3-6, 7-11
+    assert open_array(tmp_path / "emb").where(8) == f"row 8 ({tmp_path / 'emb' / 'part-2.npy'} row 1)"
+    part = np.load(tmp_path / "emb" / "part-2.npy")
+    part[1, 0] = np.nan
+    np.save(tmp_path / "emb" / "part-2.npy", part)
+    np.save(tmp_path / "b.npy", want)
+    with pytest.raises(InputError, match=r"1 NaN/Inf value; the first in row 8 \(.*part-2\.npy row 1\)"):
+        evaluate(*open_pair(tmp_path / "emb", tmp_path / "b.npy"))
+
+
 def test_a_path_with_glob_characters_that_exists_is_a_path(tmp_path: Path) -> None:
     path = tmp_path / "emb[1].npy"
     np.save(path, np.ones((3, 2), np.float32))

@@ -86,6 +86,15 @@ class ShardedSource(ArraySource):
         own = [f"{len(self.shards)} {self.shards[0].format} shards"]
         return own + [f"{s.label}: {note}" for s in self.shards for note in s.notes()]
 
+    def where(self, row: int) -> str:
+        """The global row and the shard holding it: 'row 35 (part-2.npy row 3)'."""
+        start = 0
+        for shard in self.shards:
+            if row < start + shard.n:
+                return f"row {row} ({shard.label} row {row - start})"
+            start += shard.n
+        return f"row {row}"
+
     def chunks(self, rows: int) -> Iterator[np.ndarray]:
         if rows < 1:
             raise ValueError(f"rows must be >= 1, got {rows}")

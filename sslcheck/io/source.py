@@ -66,6 +66,10 @@ class ArraySource(ABC):
         """Remarks for `inspect` (e.g. a legacy .pt that had to be loaded whole)."""
         return []
 
+    def where(self, row: int) -> str:
+        """Row `row` (0-based) as an error message names it."""
+        return f"row {row}"
+
 
 def validate_shape(label: str, shape: tuple[int, ...], dtype: np.dtype | str) -> tuple[int, int, str]:
     """Check that an array is a usable [N, D] float embedding; return (N, D, dtype name)."""
