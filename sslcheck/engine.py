@@ -214,6 +214,7 @@ def evaluate(
             raise UsageError(f"--threads {s.threads}: expected a positive number of threads")
         torch.set_num_threads(s.threads)
     from sslcheck.diagnostics import diagnose, resolve_thresholds
+    from sslcheck.diagnostics.pairs import unit_cosines
 
     resolve_thresholds(s.thresholds)  # a misspelt threshold fails before the pass, not after
     device = resolve_device(s.device)
@@ -268,7 +269,7 @@ def evaluate(
                     ua, ub = rows.normalized["torch"]
                     l2a.update(ua)
                     l2b.update(ub)
-                    cosine.update((ua * ub).sum(1))
+                    cosine.update(unit_cosines(ua, ub, *rows.row_sq))
                     keeper.take(start, xa, xb)
                     _accumulate_row_means(xa, xb, rows, params, row_sums)
             start += xa.shape[0]

@@ -428,6 +428,70 @@ def test_against_references_float32_compute(tmp_path: Path, n: int, d: int) -> N
         assert_close(got["pair"][key], ref[key], rtol=1e-4, atol=tol, key=key)
 
 
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+@pytest.mark.parametrize("offset", [1e3, 3e3, 1e4])
+def test_offset_data_keeps_its_pair_metrics_in_float32(tmp_path: Path, offset: float) -> None:
+    """A common offset makes every cosine ~1 - 1e-8: float32 dot products (spacing 6e-8 below 1)
+    had called this healthy pair complete_collapse (retrieval 0.001 at 3e3). The sample metrics
+    are float64, so they match the float64 reference on the same float32 values to rounding; the
+    positive cosines over all N come from ||u_a - u_b||^2, whose float32 rounding moves each
+    cosine by at most ~2 eps ||u_a - u_b|| (eps of float32, |u| = 1)."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((1000, 64))
+    b = a + 0.3 * rng.standard_normal(a.shape)
+    za, zb = (a + offset).astype(np.float32), (b + offset).astype(np.float32)
+    result = run(tmp_path, za, zb, dtype="float32")
+    got = diag(result)
+    a64, b64 = za.astype(np.float64), zb.astype(np.float64)
+    ref = ref_pair(a64, b64)
+    assert result.verdict["status"] == "healthy"
+    assert got["pair"]["retrieval_top1"] == ref["retrieval_top1"] == 1.0
+    for key in ("random_cosine_mean", "random_cosine_std"):  # float64 dot products: a few eps each
+        assert_close(got["pair"][key], ref[key], rtol=0, atol=1e-15, key=key)
+    for view, z in (("za", a64), ("zb", b64)):  # Gram-form distances: a few float64 eps per pair
+        assert_close(got[view]["uniformity"], ref_view(z)["uniformity"], rtol=0, atol=1e-13, key="uniformity")
+    spread = math.sqrt(ref["alignment"])  # the rms of ||u_a - u_b||
+    assert_close(got["pair"]["alignment"], ref["alignment"], rtol=4 * EPS32 / spread, key="alignment")
+    for key in ("positive_cosine_mean", "positive_cosine_std"):
+        assert_close(got["pair"][key], ref[key], rtol=0, atol=4 * EPS32 * spread, key=key)
+
+
+def test_identical_collapsed_views_stay_in_range(tmp_path: Path) -> None:
+    """Every row the same vector, za == zb: alignment is 0 and the positive cosine 1 exactly
+    (u_a - u_b = 0), uniformity 0 within rounding and never above it (spec §2 ranges)."""
+    row = np.random.default_rng(2).standard_normal(16)
+    z = np.tile(row, (300, 1))
+    got = diag(run(tmp_path, z, z, dtype="float32"))["pair"]
+    assert got["alignment"] == 0.0 and got["positive_cosine_mean"] == 1.0
+    assert 1.0 - 1e-15 <= got["random_cosine_mean"] <= 1.0
+    unif = diag(run(tmp_path, z, z, dtype="float32"))["za"]["uniformity"]
+    assert -1e-14 <= unif <= 0.0
+
+
+def test_unit_cosines_equal_dot_products_of_unit_rows() -> None:
+    import torch
+
+    from sslcheck.losses.normalize import normalize_rows, row_sq_norms
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 5))
+    y = rng.standard_normal((6, 5))
+    x[1], y[2] = 0.0, 0.0  # zero rows normalise to 0: cosine 0
+    x[3], y[3] = 1e-14 * x[3], -1e-14 * x[3]  # under F.normalize's guard: |u| = 1e-2, cosine -1e-4
+    y[4] = -x[4]  # antipodal
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    got = pairs.unit_cosines(normalize_rows(tx), normalize_rows(ty), row_sq_norms(tx), row_sq_norms(ty))
+    want = np.einsum(
+        "ij,ij->i",
+        x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12),
+        y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12),
+    )
+    np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-15)
+    assert got[3] == pytest.approx(-(np.linalg.norm(x[3]) ** 2) / 1e-24, rel=1e-12)
+
+
 def test_sample_follows_spec_rule(tmp_path: Path) -> None:
     """N > sample size: the sample is np.sort(default_rng(0).choice(N, S)), in index order."""
     rng = np.random.default_rng(5)

@@ -1,8 +1,10 @@
 """Pair-level metrics: positive-pair cosines over all N, and the sample metrics (spec §2, §3).
 
 Sample metrics (uniformity, random-pair cosines, retrieval, kNN) run on the seeded sample of
-S <= 4096 rows, in the compute dtype and L2-normalised with `n(x) = x / max(||x||, 1e-12)`, in row
-blocks of `block_rows(S)` x S: memory O(S * block), never S x S at once and never N x N.
+S <= 4096 rows, in float64 (spec §1) and L2-normalised with `n(x) = x / max(||x||, 1e-12)`, in row
+blocks of `block_rows(S)` x S: memory O(S * block), never S x S at once and never N x N. On data
+with a large common offset every cosine is ~1 - 1e-7: float32 products there round the gap
+between positive and random pairs away (offset 3e3: retrieval 0.001 in float32, 1.0 in float64).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sslcheck.losses.normalize import normalize_rows
+from sslcheck.losses.normalize import TORCH_SQ_GUARD, normalize_rows, row_sq_norms
 from sslcheck.stats import ElementMoments
 
 BLOCK_ELEMENTS = 2**20  # entries of one block x S similarity block (8 MiB in float64)
@@ -27,9 +29,18 @@ def block_rows(s: int) -> int:
 
 
 def unit_rows(x: Tensor) -> Tensor:
-    """The rows L2-normalised (torch `F.normalize`: a zero row stays 0) in their own dtype: the
-    compute dtype (float64 under --dtype float64; float32 halves the S x S work's cost)."""
-    return normalize_rows(x, "torch")
+    """The rows L2-normalised (torch `F.normalize`: a zero row stays 0), in float64."""
+    return normalize_rows(x.to(torch.float64), "torch")
+
+
+def unit_cosines(u: Tensor, v: Tensor, row_sq_x: Tensor, row_sq_y: Tensor) -> Tensor:
+    """u_i . v_i in float64 of rows u = n(x), v = n(y) (`unit_rows`' rule, any dtype), given
+    ||x_i||^2 and ||y_i||^2, as (|u_i|^2 + |v_i|^2 - ||u_i - v_i||^2) / 2 with |u_i|^2 exact: 1,
+    or ||x_i||^2 / 1e-24 below F.normalize's guard. Near 1 (offset data: 1 - 5e-9 at offset
+    3e3, where float32 steps by 6e-8) the difference keeps the digits a float32 dot product
+    rounds away: its error is ~eps ||u|| ||u - v||, not ~eps."""
+    su, sv = (torch.where(sq >= TORCH_SQ_GUARD, 1.0, sq.double() / TORCH_SQ_GUARD) for sq in (row_sq_x, row_sq_y))
+    return (su + sv - row_sq_norms(u - v).double()) / 2
 
 
 def positive_cosine_metrics(cosine: ElementMoments) -> dict[str, float]:
@@ -40,9 +51,9 @@ def positive_cosine_metrics(cosine: ElementMoments) -> dict[str, float]:
     positive_cosine_std is the unbiased std (ddof 1), as every std in sslcheck; spec §5's
     0.0702185806 is the ddof-1 value (ddof 0 gives 0.0696678381).
     """
-    mean = float(cosine.mean)
+    mean = min(float(cosine.mean), 1.0)  # rounding of the merge may pass the bound by 1e-16
     return {
-        "alignment": 2.0 - 2.0 * mean,
+        "alignment": max(2.0 - 2.0 * mean, 0.0),
         "positive_cosine_mean": mean,
         "positive_cosine_std": float(cosine.var(ddof=1).sqrt()),
     }
@@ -85,7 +96,7 @@ def uniformity(u: Tensor) -> float:
         exponent[:, : hi - lo].masked_fill_(lower[: hi - lo, : hi - lo], -math.inf)
         parts.append(torch.logsumexp(exponent.flatten(), 0))
     total = torch.logsumexp(torch.stack(parts), 0)
-    return float(total) - math.log(s * (s - 1) / 2)
+    return min(float(total) - math.log(s * (s - 1) / 2), 0.0)  # a mean of values <= 1: its log is <= 0
 
 
 def retrieval_top1(ua: Tensor, ub: Tensor) -> float:
