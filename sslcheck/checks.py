@@ -219,7 +219,10 @@ def default_checks(data: Mapping[str, Any]) -> list[Check]:
     for rule in VERDICT_RULES:
         fired = [f for f in findings if f.get("kind") == "fail" and f.get("rule") == rule]
         if fired:
-            out += [Check(f"verdict: {rule}", "FAIL", f.get("value"), f.get("threshold"), f["message"]) for f in fired]
+            out += [  # the metric in the name: a rule may fire for each view (JUnit needs distinct names)
+                Check(f"verdict: {rule} ({f.get('metric')})", "FAIL", f.get("value"), f.get("threshold"), f["message"])
+                for f in fired
+            ]
         else:
             out.append(Check(f"verdict: {rule}", "PASS", verdict["status"], None, f"no {rule.replace('_', ' ')}"))
     for f in findings:

@@ -34,7 +34,11 @@ def test_collapsed_pairs_fail_naming_the_rule(runner, tmp_path, name):
     data = json.loads(out.read_text())  # written even on failure
     assert data["verdict"]["status"] == rule
     failed = [c for c in data["checks"] if c["status"] == "FAIL"]
-    assert [c["name"] for c in failed] == [f"verdict: {rule}"] * len(failed) and failed
+    names = [c["name"] for c in failed]
+    assert failed and names == [
+        f"verdict: {rule} ({f['metric']})" for f in data["verdict"]["findings"] if f["kind"] == "fail"
+    ]
+    assert len(set(names)) == len(names)  # one per view where a rule fires for both
     assert all({"name", "status", "value", "threshold", "message"} == set(c) for c in data["checks"])
     assert f"verdict: {rule}" in res.stdout and "FAILED" in res.stdout
 
@@ -85,7 +89,8 @@ def test_junit_parses_with_the_right_failures(runner, tmp_path):
     assert suite is not None
     cases = suite.findall("testcase")
     failed = [c.get("name") for c in cases if c.find("failure") is not None]
-    assert failed == ["verdict: dimensional_collapse"] * len(failed) and failed
+    assert failed and all(name.startswith("verdict: dimensional_collapse (diagnostics.z") for name in failed)
+    assert len(set(failed)) == len(failed)
     assert int(suite.get("failures")) == len(failed) and int(suite.get("tests")) == len(cases)
     assert "inputs.n >= 2" in [c.get("name") for c in cases]
 
@@ -95,7 +100,7 @@ def test_github_summary_and_annotations_only_under_actions(runner, tmp_path):
     env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
     res = run_check(runner, sample("complete"), env=env)
     assert res.exit_code == 1
-    assert "::error title=sslcheck verdict%3A complete_collapse::" in res.stdout
+    assert "::error title=sslcheck verdict%3A complete_collapse (diagnostics.za.l2_std_ratio)::" in res.stdout
     assert "## sslcheck: FAILED" in summary.read_text()
     plain = run_check(runner, sample("complete"), env={"GITHUB_ACTIONS": ""})
     assert "::error" not in plain.stdout
