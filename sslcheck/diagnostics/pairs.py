@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sslcheck.losses.normalize import TORCH_SQ_GUARD, normalize_rows, row_sq_norms
+from sslcheck.losses.normalize import TORCH_SQ_GUARD, inverse_norms, row_sq_norms
 from sslcheck.stats import ElementMoments
 
-BLOCK_ELEMENTS = 2**20  # entries of one block x S similarity block (8 MiB in float64)
+BLOCK_ELEMENTS = 2**19  # entries of one block x S similarity block (4 MiB in float64: the size of
+# the pass's chunk temporaries, whose freed heap space the blocks then reuse instead of growing it)
 KNN_MAX_K = 20
 RANDOM_PARTNER_SEED = 1
 
@@ -30,7 +31,8 @@ def block_rows(s: int) -> int:
 
 def unit_rows(x: Tensor) -> Tensor:
     """The rows L2-normalised (torch `F.normalize`: a zero row stays 0), in float64."""
-    return normalize_rows(x.to(torch.float64), "torch")
+    u = x.to(torch.float64, copy=True)  # normalised in place: no second [S, D] float64 array
+    return u.mul_(inverse_norms(row_sq_norms(u), "torch").unsqueeze(-1))
 
 
 def unit_cosines(u: Tensor, v: Tensor, row_sq_x: Tensor, row_sq_y: Tensor) -> Tensor:
