@@ -137,17 +137,17 @@ class _RowKeeper:
 
 
 class _Finite:
-    """NaN/Inf scan of one view, part of the pass: the count and the first bad row of the
-    values that are NaN/Inf in the file, and of those that overflow the compute dtype."""
+    """NaN/Inf scan of one view, part of the pass: how many values and the first row holding
+    one, of those that are NaN/Inf in the file (`in_file`) and of those that overflow the
+    compute dtype (`overflow`)."""
 
     def __init__(self, source: ArraySource, dtype: torch.dtype) -> None:
         self.source, self.dtype = source, dtype
-        self.count, self.first_row = 0, -1
-        self.overflow, self.first_overflow_row = 0, -1
+        self.in_file, self.overflow = _BadValues(), _BadValues()
 
     @property
     def bad(self) -> bool:
-        return bool(self.count or self.overflow)
+        return bool(self.in_file.count or self.overflow.count)
 
     def check(self, start: int, x: Tensor, raw: np.ndarray) -> bool:
         """Scan x, the rows `raw` of the file as converted to the compute dtype."""
@@ -155,32 +155,38 @@ class _Finite:
         if bool(ok.all()):
             return True
         in_file = ~torch.from_numpy(np.isfinite(raw)).to(ok.device)
-        count, first = self._tally(in_file)
-        self.count += count
-        self.first_row = first + start if self.first_row < 0 <= first else self.first_row
-        count, first = self._tally(~ok & ~in_file)
-        self.overflow += count
-        self.first_overflow_row = first + start if self.first_overflow_row < 0 <= first else self.first_overflow_row
+        self.in_file.add(start, in_file)
+        self.overflow.add(start, ~ok & ~in_file)
         return False
 
-    @staticmethod
-    def _tally(bad: Tensor) -> tuple[int, int]:
-        """How many values are bad and the first row holding one (-1: none)."""
-        rows = bad.any(1).nonzero()
-        return int(bad.sum()), int(rows[0]) if len(rows) else -1
-
     def raise_if_bad(self) -> None:
-        if self.count:
+        found = self.in_file
+        if found.count:
             raise InputError(
-                f"{self.source.label}: {self.count} NaN/Inf value{'s' if self.count > 1 else ''}; "
-                f"the first in {self.source.where(self.first_row)}"
+                f"{self.source.label}: {found.count} NaN/Inf value{'s' if found.count > 1 else ''}; "
+                f"the first in {self.source.where(found.first_row)}"
             )
-        if self.overflow:
+        found = self.overflow
+        if found.count:
             name = str(self.dtype).removeprefix("torch.")
             raise InputError(
-                f"{self.source.label}: {self.overflow} value{'s' if self.overflow > 1 else ''} too large for "
-                f"{name} (the first in {self.source.where(self.first_overflow_row)}); use --dtype float64"
+                f"{self.source.label}: {found.count} value{'s' if found.count > 1 else ''} too large for "
+                f"{name} (the first in {self.source.where(found.first_row)}); use --dtype float64"
             )
+
+
+class _BadValues:
+    """A count of bad values and the first row (global) holding one; -1 while there is none."""
+
+    def __init__(self) -> None:
+        self.count, self.first_row = 0, -1
+
+    def add(self, start: int, bad: Tensor) -> None:
+        """Count the True entries of `bad`, a mask of the rows from global row `start` on."""
+        rows = bad.any(1).nonzero()
+        self.count += int(bad.sum())
+        if self.first_row < 0 and len(rows):
+            self.first_row = start + int(rows[0])
 
 
 def _no_bad_values(sq_diff: Tensor, start: int, views: tuple[tuple[Tensor, np.ndarray, _Finite], ...]) -> bool:

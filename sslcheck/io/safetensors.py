@@ -51,7 +51,7 @@ class SafetensorsSource(ArraySource):
         name, stored = DTYPES.get(str(st_dtype), (str(st_dtype), ""))
         self.n, self.d, self.dtype = validate_shape(self.label, shape, name)
         raw = RawArray(self.path, data_start + begin, np.dtype(stored), self.n, self.d, bfloat16=name == "bfloat16")
-        if end - begin != raw.nbytes or begin < 0 or any(s < 0 for s in shape):
+        if end - begin != raw.nbytes or begin < 0:  # (validate_shape refused negative sizes)
             raise InputError(
                 f"{self.label}: malformed safetensors header: shape {shape} {st_dtype} needs "
                 f"{raw.nbytes} bytes, data_offsets span {end - begin}"
