@@ -117,6 +117,7 @@ def instrument(t: Timers) -> list[str]:
     import sslcheck.diagnostics.spectrum as spectrum
     import sslcheck.engine as engine
     import sslcheck.losses.flavors as flavors
+    from sslcheck import stats
     from sslcheck.losses.pair import Batch
     from sslcheck.stats import ElementMoments, PairMoments
 
@@ -138,7 +139,11 @@ def instrument(t: Timers) -> list[str]:
     patch(engine, "_chunk_pairs", "read", iterator=True)
     patch(engine._Finite, "check", "NaN/Inf scan")
     patch(PairMoments, "merge", "merge (float64)")
-    patch(PairMoments, "update", "whole-set products + merge (chunk route)")
+    if hasattr(stats, "BlockSums"):  # chunk products summed, absorbed in float64 8 chunks at a time
+        patch(stats.BlockSums, "add", "whole-set products + merge (chunk route)")
+        patch(stats.BlockSums, "flush", "whole-set products + merge (chunk route)")
+    else:
+        patch(PairMoments, "update", "whole-set products + merge (chunk route)")
     patch(Batch, "product", "per-batch D x D products (Barlow, whole-set cross)")
     patch(Batch, "gram", "per-batch Grams (VICReg, NT-Xent)")
     patch(ElementMoments, "merge", "merge (float64)")

@@ -13,6 +13,11 @@ x^T x in 6.5 ms against torch's 11.5 at D = 512, 99 against 126 at D = 2048; the
 8 batches [256, D] in 4.3 ms against 5.6 at D = 512, 14.9 against 22.4 at D = 2048; a chunk's
 x^T y (no triangle to save) in 82 against 89 ms at D = 2048, equal at D = 512.
 
+A pass adds its chunks' products into running sums (`add_self_products`, `add_cross_product`):
+through CBLAS with beta = 1 (numpy's matmul has none) the kernel adds them as it writes, with no
+temporary and no extra pass over D^2 entries, so the float64 state absorbs them once per 8 chunks
+(`sslcheck.stats.BlockSums`) instead of once per chunk, which cost 12-16 ms a chunk at D = 2048.
+
 `products` gives the route for a pass: numpy's on the CPU where numpy's OpenBLAS can be held at
 one thread and torch runs at most two threads (not measured beyond two cores: there torch's own
 pool splits the work), torch's (`TORCH`) elsewhere: a GPU, another BLAS, more threads, autograd.
@@ -21,7 +26,7 @@ pool splits the work), torch's (`TORCH`) elsewhere: a GPU, another BLAS, more th
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
@@ -55,6 +60,15 @@ class Products(Protocol):
         """x^T y [D, D] of two matrices [n, D]."""
         ...
 
+    def add_self_products(self, xs: Sequence[Tensor], outs: Sequence[Tensor], /) -> None:
+        """outs[k] += x_k^T x_k in the upper triangle (j >= i) of each [D, D] out; what the lower
+        triangle then holds is unspecified."""
+        ...
+
+    def add_cross_product(self, x: Tensor, y: Tensor, out: Tensor, /) -> None:
+        """out += x^T y."""
+        ...
+
 
 class _OpenBLASThreads:
     def __init__(self, lib: ctypes.CDLL, get: str, set_: str) -> None:
@@ -68,23 +82,88 @@ class _OpenBLASThreads:
         self._set(ctypes.c_int(n))
 
 
+def _openblas_libraries() -> Iterator[ctypes.CDLL]:
+    """The OpenBLAS libraries numpy's wheels bundle (numpy has loaded them: the same handles)."""
+    folder = Path(np.__file__).resolve().parent.parent / "numpy.libs"
+    for path in sorted(folder.glob("lib*openblas*")):
+        try:
+            yield ctypes.CDLL(str(path))
+        except OSError:
+            continue
+
+
 @cache
 def openblas_threads() -> _OpenBLASThreads | None:
     """The thread-count control of the OpenBLAS that numpy's wheels bundle, or None (numpy built
     on another BLAS, or its library not found)."""
-    folder = Path(np.__file__).resolve().parent.parent / "numpy.libs"
-    for path in sorted(folder.glob("lib*openblas*")):
-        try:
-            lib = ctypes.CDLL(str(path))  # numpy has loaded it already: the same handle
-        except OSError:
-            continue
+    for lib in _openblas_libraries():
         for get, set_ in _SETTERS:
             if hasattr(lib, get) and hasattr(lib, set_):
                 return _OpenBLASThreads(lib, get, set_)
     return None
 
 
-_Job = tuple[np.ndarray, np.ndarray | None, np.ndarray]  # a, b, out: out = a @ b (b None: a @ a.T)
+# (a, b, out): `_matmul` sets out = a @ b (b None: a @ a.T); `_add` adds out += a^T b (b None: a^T a)
+_Job = tuple[np.ndarray, np.ndarray | None, np.ndarray]
+
+
+class _CBLAS:
+    """OpenBLAS's 64-bit-integer CBLAS SYRK and GEMM with beta = 1 (numpy's matmul has no beta):
+    a product added into its output as the kernel writes it, with no temporary and no second
+    pass over D^2 entries. Row-major; upper triangle for SYRK."""
+
+    ROW_MAJOR, NO_TRANS, TRANS, UPPER = 101, 111, 112, 121
+
+    def __init__(self, lib: ctypes.CDLL, prefix: str, suffix: str) -> None:
+        self._fn = {}
+        for dtype, scalar, letter in ((np.float32, ctypes.c_float, "s"), (np.float64, ctypes.c_double, "d")):
+            syrk, gemm = getattr(lib, f"{prefix}{letter}syrk{suffix}"), getattr(lib, f"{prefix}{letter}gemm{suffix}")
+            enum, size, ptr = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p
+            # (order, uplo, trans, n, k, alpha, a, lda, beta, c, ldc)
+            syrk.argtypes = [enum, enum, enum, size, size, scalar, ptr, size, scalar, ptr, size]
+            # (order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            gemm.argtypes = [enum, enum, enum, size, size, size, scalar, ptr, size, ptr, size, scalar, ptr, size]
+            syrk.restype = gemm.restype = None
+            self._fn[np.dtype(dtype)] = (syrk, gemm)
+
+    def add_syrk(self, x: np.ndarray, out: np.ndarray) -> None:
+        """out += x^T x (upper triangle) for x [n, D], out [D, D], both C-contiguous."""
+        syrk, _ = self._fn[x.dtype]
+        n, d = x.shape
+        syrk(self.ROW_MAJOR, self.UPPER, self.TRANS, d, n, 1.0, x.ctypes.data, d, 1.0, out.ctypes.data, out.shape[1])
+
+    def add_gemm(self, x: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
+        """out += x^T y for x [n, m] and y [n, D] with unit column stride, out [m, D] C-contiguous rows."""
+        _, gemm = self._fn[x.dtype]
+        (n, m), d = x.shape, y.shape[1]
+        lda, ldb, ldc = (z.strides[0] // z.itemsize for z in (x, y, out))
+        gemm(
+            self.ROW_MAJOR,
+            self.TRANS,
+            self.NO_TRANS,
+            m,
+            d,
+            n,
+            1.0,
+            x.ctypes.data,
+            lda,
+            y.ctypes.data,
+            ldb,
+            1.0,
+            out.ctypes.data,
+            ldc,
+        )
+
+
+@cache
+def cblas() -> _CBLAS | None:
+    """numpy's bundled OpenBLAS's CBLAS with 64-bit integers (the ILP64 builds numpy's wheels
+    ship), or None: then a product is taken by numpy and added (one more pass)."""
+    for lib in _openblas_libraries():
+        for prefix, suffix in (("scipy_cblas_", "64_"), ("cblas_", "64_")):
+            if all(hasattr(lib, f"{prefix}{f}{suffix}") for f in ("ssyrk", "sgemm", "dsyrk", "dgemm")):
+                return _CBLAS(lib, prefix, suffix)
+    return None
 
 
 class _NumpyProducts:
@@ -122,13 +201,23 @@ class _NumpyProducts:
         self._run([(a[:, i : i + share].T, b, out[i : i + share]) for i in range(0, d, share)])
         return torch.from_numpy(out)
 
-    def _run(self, jobs: Sequence[_Job]) -> None:
-        """a @ b into out for each job (b None: a @ a.T, for which numpy's matmul calls SYRK),
-        the jobs dealt out in contiguous shares, the caller's thread taking the first."""
+    def add_self_products(self, xs: Sequence[Tensor], outs: Sequence[Tensor]) -> None:
+        self._run([(np.ascontiguousarray(x.numpy()), None, out.numpy()) for x, out in zip(xs, outs, strict=True)], _add)
+
+    def add_cross_product(self, x: Tensor, y: Tensor, out: Tensor) -> None:
+        """By rows of out, a share per worker, as `cross_product`."""
+        a, b, o = x.numpy(), y.numpy(), out.numpy()
+        share = -(-a.shape[1] // self._workers)
+        self._run([(a[:, i : i + share], b, o[i : i + share]) for i in range(0, a.shape[1], share)], _add)
+
+    def _run(self, jobs: Sequence[_Job], work: Callable[[Sequence[_Job]], None] | None = None) -> None:
+        """`work` (default `_matmul`) on the jobs, dealt out in contiguous shares, the caller's
+        thread taking the first."""
+        work = work or _matmul
         share = max(1, -(-len(jobs) // self._workers))
         first, *rest = [jobs[i : i + share] for i in range(0, len(jobs), share)] or [[]]
-        later = [self._pool.submit(_matmul, part) for part in rest] if self._pool else []
-        _matmul(first)
+        later = [self._pool.submit(work, part) for part in rest] if self._pool else []
+        work(first)
         for f in later:
             f.result()
 
@@ -141,6 +230,20 @@ def _matmul(jobs: Sequence[_Job]) -> None:
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is the engine's to report, as torch's route
         for a, b, out in jobs:
             np.matmul(a, a.T if b is None else b, out=out)
+
+
+def _add(jobs: Sequence[_Job]) -> None:
+    """out += x^T y for each job (x [n, D], y None: x^T x, its upper triangle), by CBLAS with
+    beta = 1 where numpy's OpenBLAS has it, else by numpy's product and an addition."""
+    lib = cblas()
+    with np.errstate(over="ignore", invalid="ignore"):
+        for x, y, out in jobs:
+            if lib is None:
+                out += x.T @ (x if y is None else y)
+            elif y is None:
+                lib.add_syrk(x, out)
+            else:
+                lib.add_gemm(x, y, out)
 
 
 def symmetric_product(x: Tensor, width: int | None = None) -> Tensor:
@@ -172,6 +275,13 @@ class TorchProducts:
 
     def cross_product(self, x: Tensor, y: Tensor) -> Tensor:
         return x.T @ y
+
+    def add_self_products(self, xs: Sequence[Tensor], outs: Sequence[Tensor]) -> None:
+        for x, out in zip(xs, outs, strict=True):
+            out.add_(symmetric_product(x))
+
+    def add_cross_product(self, x: Tensor, y: Tensor, out: Tensor) -> None:
+        out.addmm_(x.T, y)
 
 
 TORCH = TorchProducts()

@@ -2,7 +2,8 @@
 statistics; whole-set losses and diagnostics follow from those statistics.
 
 Per chunk of C rows (a multiple of the batch size B): the chunk's centred co-moments (three D x D
-products in the compute dtype) merged in float64 (`sslcheck.stats`); the loss terms of each batch
+products in the compute dtype, added into sums there and merged in float64 8 chunks at a time:
+`sslcheck.stats.BlockSums`); the loss terms of each batch
 of B rows, every loss sharing the batch's cached statistics (`sslcheck.losses.pair.Batch`); the
 moments of L2-normalised rows and positive-pair cosines; the rows of the seeded pair sample.
 Memory is O(D^2 + C D + S D) whatever N is; nothing builds an N x N matrix.
@@ -32,7 +33,14 @@ from sslcheck.losses.flavors import (
 from sslcheck.losses.normalize import TF_SQ_GUARD, RowNorm, normalize_rows, row_sq_norms
 from sslcheck.losses.pair import Batch, RowValues, WholeSet
 from sslcheck.result import InputInfo, LossResult, Result, Summary, finite_or_none
-from sslcheck.stats import CrossParts, ElementMoments, PairMoments, squared_difference_sum, squared_differences
+from sslcheck.stats import (
+    BlockSums,
+    CrossParts,
+    ElementMoments,
+    PairMoments,
+    squared_difference_sum,
+    squared_differences,
+)
 
 DEFAULT_LOSSES = ("vicreg", "barlow", "nt_xent")
 CONTRASTIVE_WORK_LIMIT = 2**38  # (2N)^2 * D multiply-adds for an exact whole-set contrastive value
@@ -255,6 +263,7 @@ def evaluate(
     finite_a, finite_b = _Finite(za, dtype), _Finite(zb, dtype)
 
     with blas.products(device, dtype) as products:
+        blocks = BlockSums(moments, dtype, products)
         start = 0
         for ca, cb in _chunk_pairs(za, zb, chunk):
             xa = torch.from_numpy(ca).to(device=device, dtype=dtype)
@@ -271,7 +280,7 @@ def evaluate(
                         if one_batch
                         else _score_batches(xa, xb, rows, products, bsz, s.drop_last, params, batch_terms)
                     )
-                    moments.update(xa, xb, cross, sq_diff, products)
+                    blocks.add(xa, xb, cross, sq_diff)
                     ua, ub = rows.normalized["torch"]
                     l2a.update(ua)
                     l2b.update(ub)
@@ -281,6 +290,7 @@ def evaluate(
             start += xa.shape[0]
             if progress:
                 progress(start, n)
+        blocks.flush()
     finite_a.raise_if_bad()
     finite_b.raise_if_bad()
     if not moments.is_finite():

@@ -11,7 +11,8 @@ A float32 block's mean is itself inexact, so the residual mean r of the centred 
 back: ``M_block = Xc^T Yc - n r_x r_y^T`` (r is tiny, so nothing cancels). Block reductions run
 in the block's dtype (torch's cascade sums: error ~ eps log2(rows) relative to the column's
 spread) and only their D-sized results are widened: a float64 copy of a block costs more than
-its products' merge.
+its products' merge. A pass's blocks go through `BlockSums`: their products summed in the blocks'
+dtype, the float64 state taking a group of `ABSORB_EVERY` blocks in one pass.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import Tensor
 from sslcheck.blas import TORCH, Products
 
 F64 = torch.float64
+ABSORB_EVERY = 8  # blocks per float64 absorb in a pass (`BlockSums`)
 
 
 def _centre(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -138,7 +140,7 @@ class PairMoments:
         sq_diff: Tensor | None = None,
         products: Products = TORCH,
     ) -> None:
-        """In place: absorb the rows of one block (the engine's per-chunk step).
+        """In place: absorb the rows of one block (`BlockSums` absorbs a pass's blocks a group at a time).
 
         The block is centred about its mean in its own dtype and its three products are taken
         there; the float64 state then absorbs them in one pass per matrix, no float64 temporaries.
@@ -147,25 +149,7 @@ class PairMoments:
         the block's `squared_difference_sum`, where the caller already has it; `products`: how
         the block's x^T x, y^T y and x^T y are taken (`sslcheck.blas`).
         """
-        ca, mean_a, res_a = _centre(xa)
-        cb, mean_b, res_b = _centre(xb)
-        n = xa.shape[0]
-        sq_diff = squared_difference_sum(xa, xb) if sq_diff is None else sq_diff
-        p_aa, p_bb = products.self_products([ca, cb])
-        self._absorb(
-            n,
-            mean_a,
-            mean_b,
-            p_aa,
-            p_bb,
-            products.cross_product(ca, cb)
-            if cross is None
-            else cross.about(xa.shape[0], mean_a - res_a, mean_b - res_b),
-            sq_diff,
-            res_a[None],
-            res_b[None],
-            torch.full((1,), -float(n), dtype=F64, device=res_a.device),
-        )
+        BlockSums(self, xa.dtype, products, every=1).add(xa, xb, cross, sq_diff)
 
     def is_finite(self) -> bool:
         """False where a NaN/Inf or an overflow reached the state."""
@@ -220,6 +204,89 @@ class PairMoments:
         self.mean_b.add_(db, alpha=n / total)
         self.sq_diff.add_(sq_diff)
         self.n = total
+
+
+class BlockSums:
+    """A pass's blocks absorbed into `moments` a group of `every` blocks at a time: each block's
+    three products are added into sums in the blocks' dtype as BLAS writes them (`Products.add_*`:
+    no temporary), and the float64 state takes one pass per matrix per group instead of per block.
+
+    Each block c is centred about its rounded mean m_c, as `PairMoments.update` centres it; its
+    exact mean mu_c = m_c + r_c and its residual r_c are kept. A group of n_g rows, mean
+    mu_g = sum_c n_c mu_c / n_g, has the co-moments (P_c, the product about m_c, is
+    M_c + n_c r_c r_c^T)
+
+        M_g = sum_c P_c - sum_c n_c r_c r_c^T + sum_c n_c (mu_c - mu_g)(mu_c - mu_g)^T,
+
+    the corrections being `_absorb`'s offset rows. Every P_c is a sum of centred squares of one
+    block, so the group's sum in float32 adds at most ~every eps to an entry's relative error,
+    beside the ~sqrt(rows) eps of each product's own sum over rows. Call `flush` after the last block.
+    """
+
+    def __init__(
+        self, moments: PairMoments, dtype: torch.dtype, products: Products = TORCH, every: int = ABSORB_EVERY
+    ) -> None:
+        d, device = moments.mean_a.shape[0], moments.mean_a.device
+        self.moments, self._products, self._every = moments, products, every
+        # allocated once, before the pass's transient tensors (see `engine._BatchValues`)
+        self._sums = torch.zeros(3, d, d, dtype=dtype, device=device)  # x^T x (upper), y^T y (upper), x^T y
+        self._means = torch.zeros(2, every, d, dtype=F64, device=device)
+        self._residuals = torch.zeros(2, every, d, dtype=F64, device=device)
+        self._counts = torch.zeros(every, dtype=F64, device=device)
+        self._sq_diff = torch.zeros((), dtype=F64, device=device)
+        self._blocks = 0
+
+    def add(self, xa: Tensor, xb: Tensor, cross: CrossParts | None = None, sq_diff: Tensor | None = None) -> None:
+        """Add one block (arguments as `PairMoments.update`'s); absorb the group once it is full."""
+        ca, mean_a, res_a = _centre(xa)
+        cb, mean_b, res_b = _centre(xb)
+        n, k = xa.shape[0], self._blocks
+        aa, bb, ab = self._sums
+        self._products.add_self_products([ca, cb], [aa, bb])
+        if cross is None:
+            self._products.add_cross_product(ca, cb, ab)
+        else:
+            ab.add_(cross.about(n, mean_a - res_a, mean_b - res_b))
+        self._sq_diff.add_(squared_difference_sum(xa, xb) if sq_diff is None else sq_diff)
+        self._means[0, k], self._means[1, k] = mean_a, mean_b
+        self._residuals[0, k], self._residuals[1, k] = res_a, res_b
+        self._counts[k] = n
+        self._blocks = k + 1
+        if self._blocks == self._every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Absorb the blocks added since the last flush (none: nothing happens)."""
+        k = self._blocks
+        if k == 0:
+            return
+        counts = self._counts[:k]
+        n = counts.sum()
+        means, residuals = self._means[:, :k], self._residuals[:, :k]
+        mean = means[:, 0] + (counts[:, None] * (means - means[:, :1])).sum(-2) / n  # exact where the means are equal
+        offsets = torch.cat([residuals, means - mean[:, None]], 1)
+        aa, bb, ab = self._sums
+        self.moments._absorb(
+            int(n),
+            mean[0],
+            mean[1],
+            _mirror_upper(aa),
+            _mirror_upper(bb),
+            ab,
+            self._sq_diff,
+            offsets[0],
+            offsets[1],
+            torch.cat([-counts, counts]),
+        )
+        self._sums.zero_()
+        self._sq_diff.zero_()
+        self._blocks = 0
+
+
+def _mirror_upper(m: Tensor) -> Tensor:
+    """The symmetric matrix whose upper triangle (j >= i) is that of m."""
+    upper = m.triu()
+    return upper.add_(upper.triu(1).mT)
 
 
 @dataclass

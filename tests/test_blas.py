@@ -69,6 +69,40 @@ def test_products_equal_the_float64_ones(dtype: torch.dtype, count: int, threads
             assert within_rounding(g, xt, np.swapaxes(xt, -1, -2) @ xt, dtype)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("route_name", ["route", "torch", "no CBLAS"])
+def test_added_products_accumulate_into_their_outputs(
+    monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype, route_name: str
+) -> None:
+    """add_self_products / add_cross_product add x^T x (its upper triangle) and x^T y into what
+    the outputs hold, call after call, within rounding of float64: on the route `products` picks
+    (CBLAS with beta = 1), on torch's, and by numpy's product and an addition where no CBLAS is found."""
+    if route_name == "no CBLAS":
+        monkeypatch.setattr(blas, "cblas", lambda: None)
+    rng = np.random.default_rng(7)
+    x1, x2, y = (torch.from_numpy(rng.standard_normal((300, 70)) + shift).to(dtype) for shift in (2.0, 2.0, -1.0))
+    start = torch.from_numpy(rng.standard_normal((3, 70, 70))).to(dtype)
+    outs = start.clone()
+    with blas.products(CPU, dtype) as route:
+        r = blas.TORCH if route_name == "torch" else route
+        for _ in range(2):
+            r.add_self_products([x1, x2], [outs[0], outs[1]])
+            r.add_cross_product(x1, y, outs[2])
+    upper = np.triu_indices(70)
+    everywhere = (slice(None), slice(None))
+    for got, before, x, other, where in (
+        (outs[0], start[0], x1, x1, upper),
+        (outs[1], start[1], x2, x2, upper),
+        (outs[2], start[2], x1, y, everywhere),
+    ):
+        x64, o64 = x.double().numpy(), other.double().numpy()
+        b64 = before.double().numpy()
+        want = b64 + 2 * x64.T @ o64
+        # two products of 300 terms each and the additions into the output (Higham eq. 3.5)
+        bound = (2 * 300 + 2) * torch.finfo(dtype).eps * (np.abs(b64) + 2 * np.abs(x64).T @ np.abs(o64))
+        assert (np.abs(got.double().numpy() - want)[where] <= bound[where]).all()
+
+
 def test_openblas_thread_count_is_restored() -> None:
     """The pass holds OpenBLAS at one thread and gives back the count it found."""
     threads = blas.openblas_threads()

@@ -15,7 +15,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sslcheck.stats import CrossParts, ElementMoments, PairMoments, squared_difference_sum
+from sslcheck import blas
+from sslcheck.stats import BlockSums, CrossParts, ElementMoments, PairMoments, squared_difference_sum
 
 F32_EPS = 2.0**-24
 
@@ -197,6 +198,57 @@ def test_float32_blocks_with_a_large_offset(n: int, d: int, parts: int) -> None:
     # and cascade-summed in float32 (error ~ eps log2(rows), observed up to 1.08e-7)
     np.testing.assert_allclose(e.m2.numpy(), va, rtol=4 * F32_EPS)
     np.testing.assert_allclose(e.mean.numpy(), want["mean_a"], rtol=1e-14)
+
+
+# --- a pass's blocks absorbed a group at a time ----------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(splits(), st.integers(1, 5), st.booleans())
+def test_block_sums_equal_one_shot_moments(case: tuple, every: int, numpy_route: bool) -> None:
+    """Blocks of any sizes, absorbed `every` at a time (the last group partial, absorbed by
+    `flush`), give the one-shot float64 moments, on numpy's BLAS route and on torch's."""
+    n, d, seed, cuts, _, _, offset = case
+    a, b = data(n, d, seed, offset)
+    got = PairMoments.empty(d)
+    with blas.products(torch.device("cpu"), torch.float64) as route:
+        sums = BlockSums(got, torch.float64, route if numpy_route else blas.TORCH, every=every)
+        for s in split(n, cuts):
+            sums.add(torch.from_numpy(a[s]), torch.from_numpy(b[s]))
+        sums.flush()
+        sums.flush()  # nothing pending: no change
+    assert got.n == n
+    assert scaled_error(got, reference(a, b), a, b) < 1e-12
+
+
+def test_block_sums_of_a_constant_column_are_exactly_zero() -> None:
+    """Equal block means give the group exactly that mean (no rounding of a weighted average),
+    so a constant column keeps exactly zero moments across groups and a partial last block."""
+    a, b = data(100, 3, 2)
+    a[:, 1] = 0.1 * np.pi
+    got = PairMoments.empty(3)
+    sums = BlockSums(got, torch.float64, every=3)
+    for s in split(100, [16, 32, 48, 64, 80, 96]):
+        sums.add(torch.from_numpy(a[s]), torch.from_numpy(b[s]))
+    sums.flush()
+    assert float(got.m_aa[1, 1]) == 0.0 and float(got.m_ab[1].abs().sum()) == 0.0
+    assert float(got.mean_a[1]) == 0.1 * np.pi
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_float32_block_sums_with_a_large_offset(offset: float) -> None:
+    """float32 blocks summed 8 at a time in float32 before the float64 absorb: within the same
+    float32 bound as one block of that many rows (the sum of 8 centred products adds ~8 eps)."""
+    rows, blocks, d = 512, 16, 12
+    a64, b64 = data(rows * blocks, d, 5)
+    a, b = (a64 + offset).astype(np.float32), (b64 + offset).astype(np.float32)
+    got = PairMoments.empty(d)
+    with blas.products(torch.device("cpu"), torch.float32) as route:
+        sums = BlockSums(got, torch.float32, route)
+        for i in range(blocks):
+            sums.add(torch.from_numpy(a[i * rows : (i + 1) * rows]), torch.from_numpy(b[i * rows : (i + 1) * rows]))
+        sums.flush()
+    assert scaled_error(got, reference(a, b), a, b) < 4 * np.sqrt(rows) * F32_EPS
 
 
 # --- the cross products taken in parts ------------------------------------------------------
