@@ -126,6 +126,17 @@ class _CBLAS:
             syrk.restype = gemm.restype = None
             self._fn[np.dtype(dtype)] = (syrk, gemm)
 
+    def takes(self, x: np.ndarray, y: np.ndarray | None, out: np.ndarray) -> bool:
+        """Whether the kernels take these arrays as they are: one float dtype, unit column
+        strides and row strides of at least a row (else numpy's product serves)."""
+        arrays = (x, out) if y is None else (x, y, out)
+        return (
+            x.dtype in self._fn
+            and all(a.dtype == x.dtype and a.ndim == 2 and a.strides[1] == a.itemsize for a in arrays)
+            and all(a.strides[0] >= max(1, a.shape[1]) * a.itemsize for a in arrays)
+            and (y is not None or x.flags.c_contiguous)
+        )
+
     def add_syrk(self, x: np.ndarray, out: np.ndarray) -> None:
         """out += x^T x (upper triangle) for x [n, D], out [D, D], both C-contiguous."""
         syrk, _ = self._fn[x.dtype]
@@ -202,7 +213,7 @@ class _NumpyProducts:
         return torch.from_numpy(out)
 
     def add_self_products(self, xs: Sequence[Tensor], outs: Sequence[Tensor]) -> None:
-        self._run([(np.ascontiguousarray(x.numpy()), None, out.numpy()) for x, out in zip(xs, outs, strict=True)], _add)
+        self._run([(x.numpy(), None, out.numpy()) for x, out in zip(xs, outs, strict=True)], _add)
 
     def add_cross_product(self, x: Tensor, y: Tensor, out: Tensor) -> None:
         """By rows of out, a share per worker, as `cross_product`."""
@@ -238,7 +249,7 @@ def _add(jobs: Sequence[_Job]) -> None:
     lib = cblas()
     with np.errstate(over="ignore", invalid="ignore"):
         for x, y, out in jobs:
-            if lib is None:
+            if lib is None or not lib.takes(x, y, out):
                 out += x.T @ (x if y is None else y)
             elif y is None:
                 lib.add_syrk(x, out)

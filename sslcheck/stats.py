@@ -220,7 +220,10 @@ class BlockSums:
 
     the corrections being `_absorb`'s offset rows. Every P_c is a sum of centred squares of one
     block, so the group's sum in float32 adds at most ~every eps to an entry's relative error,
-    beside the ~sqrt(rows) eps of each product's own sum over rows. Call `flush` after the last block.
+    beside the ~sqrt(rows) eps of each product's own sum over rows. The sums overflow `every` times
+    sooner than one block's product (float32: centred squares summing past 3.4e38 over a group's
+    rows, values of ~1e17), which the engine reports as values too large for the dtype. Call
+    `flush` after the last block.
     """
 
     def __init__(

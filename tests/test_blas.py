@@ -103,6 +103,37 @@ def test_added_products_accumulate_into_their_outputs(
         assert (np.abs(got.double().numpy() - want)[where] <= bound[where]).all()
 
 
+@pytest.mark.parametrize(
+    "layout", ["column-major", "one row of unit strides", "float32 into float64", "float64 into float32"]
+)
+def test_added_products_of_arrays_cblas_does_not_take(layout: str) -> None:
+    """Arrays the CBLAS kernels cannot take as they are (a column-major block, strides that are
+    no leading dimension, a dtype other than the output's) go through numpy's product and an
+    addition: the same sums, and nothing written outside the outputs (found in review: a
+    column-major block had left the cross product unchanged)."""
+    rng = np.random.default_rng(8)
+    dtype, out_dtype = {"float32 into float64": (torch.float32, torch.float64)}.get(
+        layout, (torch.float64, torch.float32 if layout == "float64 into float32" else torch.float64)
+    )
+    if layout == "column-major":
+        x, y = (torch.from_numpy(np.asfortranarray(rng.standard_normal((64, 6)))) for _ in range(2))
+    elif layout == "one row of unit strides":
+        x, y = (torch.from_numpy(rng.standard_normal((6, 1))).T for _ in range(2))
+    else:
+        x, y = (torch.from_numpy(rng.standard_normal((64, 6))).to(dtype) for _ in range(2))
+    guarded = torch.zeros(2, 3, 6, 6, dtype=out_dtype)  # [0] the outputs, [1] a guard behind them
+    with blas.products(CPU, torch.float64) as route:
+        route.add_self_products([x, y], [guarded[0, 0], guarded[0, 1]])
+        route.add_cross_product(x, y, guarded[0, 2])
+    x64, y64 = x.double().numpy(), y.double().numpy()
+    tol = 1e-12 if out_dtype == torch.float64 and dtype == torch.float64 else 1e-5
+    upper = np.triu_indices(6)
+    for got, want in ((guarded[0, 0], x64.T @ x64), (guarded[0, 1], y64.T @ y64)):
+        np.testing.assert_allclose(got.double().numpy()[upper], want[upper], rtol=tol, atol=tol)
+    np.testing.assert_allclose(guarded[0, 2].double().numpy(), x64.T @ y64, rtol=tol, atol=tol)
+    assert not guarded[1].any()
+
+
 def test_openblas_thread_count_is_restored() -> None:
     """The pass holds OpenBLAS at one thread and gives back the count it found."""
     threads = blas.openblas_threads()

@@ -388,6 +388,25 @@ def test_values_whose_squares_overflow_are_an_input_error(run: Runner) -> None:
     )
 
 
+def test_a_group_of_chunks_whose_summed_products_overflow_is_an_input_error(run: Runner) -> None:
+    """Chunk products are summed in float32 for 8 chunks before the float64 merge, so values
+    whose one chunk's products fit (~1e38) but whose group's do not (~8e38, float32's largest is
+    3.4e38) are refused as values too large for float32, with the way out, never a wrong number
+    (found in review: the merge per chunk had taken them); in float64 they score."""
+    rng = np.random.default_rng(14)
+    z = rng.standard_normal((8 * 256, 4))
+    za = (6e17 * z).astype(np.float32)
+    zb = (6e17 * (z + 0.3 * rng.standard_normal(z.shape))).astype(np.float32)
+    assert (za[:256].astype(np.float64) ** 2).sum(0).max() < 3.4e38 < (za.astype(np.float64) ** 2).sum(0).max()
+    pa, pb = run.files(za, zb)
+    settings = {"batch_size": 64, "chunk_rows": 256, "losses": ("vicreg",)}
+    with pytest.raises(InputError, match=r"second moments overflow \(use --dtype float64\)"):
+        evaluate_files(pa, pb, Settings(**settings))
+    result = evaluate_files(pa, pb, Settings(dtype="float64", **settings))
+    cov = np.cov(za.astype(np.float64), rowvar=False)
+    assert result.diagnostics["za"]["std_mean"] == pytest.approx(np.sqrt(np.diag(cov)).mean(), rel=1e-12)
+
+
 def test_keep_last_with_a_one_row_last_batch(run: Runner) -> None:
     za, zb = views_engine(17, 4, 11)
     with pytest.raises(InputError, match="1 row"):
