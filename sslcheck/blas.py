@@ -48,16 +48,8 @@ _SETTERS = (
 class Products(Protocol):
     """How a pass takes its large products."""
 
-    def self_products(self, xs: Sequence[Tensor], /) -> list[Tensor]:
-        """x^T x [D, D] of each matrix x [n, D]."""
-        ...
-
     def grams(self, xs: Sequence[Tensor], /) -> list[Tensor]:
         """x x^T [..., B, B] of each (batch of) matrices x [..., B, D]."""
-        ...
-
-    def cross_product(self, x: Tensor, y: Tensor, /) -> Tensor:
-        """x^T y [D, D] of two matrices [n, D]."""
         ...
 
     def add_self_products(self, xs: Sequence[Tensor], outs: Sequence[Tensor], /) -> None:
@@ -185,12 +177,6 @@ class _NumpyProducts:
         self._workers = workers
         self._pool = ThreadPoolExecutor(workers - 1) if workers > 1 else None
 
-    def self_products(self, xs: Sequence[Tensor]) -> list[Tensor]:
-        arrays = [x.numpy() for x in xs]
-        outs = [np.empty((a.shape[1], a.shape[1]), dtype=a.dtype) for a in arrays]
-        self._run([(a.T, None, out) for a, out in zip(arrays, outs, strict=True)])
-        return [torch.from_numpy(out) for out in outs]
-
     def grams(self, xs: Sequence[Tensor]) -> list[Tensor]:
         outs, jobs = [], []
         for x in xs:
@@ -201,22 +187,13 @@ class _NumpyProducts:
         self._run(jobs)
         return outs
 
-    def cross_product(self, x: Tensor, y: Tensor) -> Tensor:
-        """x^T y by rows of the result, a share per worker (a GEMM has no triangle to save:
-        one-threaded calls side by side still ran 7% faster than torch's two threads at
-        D = 2048, and equal at D = 512)."""
-        a, b = x.numpy(), y.numpy()
-        d = a.shape[1]
-        out = np.empty((d, d), dtype=a.dtype)
-        share = -(-d // self._workers)
-        self._run([(a[:, i : i + share].T, b, out[i : i + share]) for i in range(0, d, share)])
-        return torch.from_numpy(out)
-
     def add_self_products(self, xs: Sequence[Tensor], outs: Sequence[Tensor]) -> None:
         self._run([(x.numpy(), None, out.numpy()) for x, out in zip(xs, outs, strict=True)], _add)
 
     def add_cross_product(self, x: Tensor, y: Tensor, out: Tensor) -> None:
-        """By rows of out, a share per worker, as `cross_product`."""
+        """By rows of out, a share per worker (a GEMM has no triangle to save: one-threaded
+        calls side by side still ran 7% faster than torch's two threads at D = 2048, and equal at
+        D = 512)."""
         a, b, o = x.numpy(), y.numpy(), out.numpy()
         share = -(-a.shape[1] // self._workers)
         self._run([(a[:, i : i + share], b, o[i : i + share]) for i in range(0, a.shape[1], share)], _add)
@@ -278,14 +255,8 @@ def symmetric_product(x: Tensor, width: int | None = None) -> Tensor:
 class TorchProducts:
     """Products by torch: any device or dtype; the Grams differentiable."""
 
-    def self_products(self, xs: Sequence[Tensor]) -> list[Tensor]:
-        return [symmetric_product(x) for x in xs]
-
     def grams(self, xs: Sequence[Tensor]) -> list[Tensor]:
         return [x @ x.mT for x in xs]
-
-    def cross_product(self, x: Tensor, y: Tensor) -> Tensor:
-        return x.T @ y
 
     def add_self_products(self, xs: Sequence[Tensor], outs: Sequence[Tensor]) -> None:
         for x, out in zip(xs, outs, strict=True):
