@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from sslcheck import blas
+from sslcheck.device import full_float32_products, resolve_device, to_device
 from sslcheck.errors import InputError, UsageError
 from sslcheck.io import ArraySource, open_pair
 from sslcheck.losses.flavors import (
@@ -107,16 +108,6 @@ def chunk_size(rows: int | None, bsz: int | None, d: int) -> int:
     """
     target = rows or min(8192, max(MIN_CHUNK_ROWS, CHUNK_ELEMS // d, ROWS_PER_DIM * d))
     return target if bsz is None else bsz * max(1, target // bsz)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
-    if name not in ("cpu", "cuda"):
-        raise UsageError(f"--device {name}: expected auto, cpu or cuda")
-    return torch.device(name)
 
 
 def sample_indices(n: int, size: int = SAMPLE_SIZE) -> np.ndarray:
@@ -223,6 +214,19 @@ def evaluate(
     """Score a pair of views in one pass: every selected loss (per batch and whole set), the
     collapse diagnostics and the verdict."""
     s = settings or Settings()
+    device = resolve_device(s.device)
+    with full_float32_products(device):
+        return _evaluate(za, zb, s, device, labels, progress)
+
+
+def _evaluate(
+    za: ArraySource,
+    zb: ArraySource,
+    s: Settings,
+    device: torch.device,
+    labels: np.ndarray | None,
+    progress: Progress | None,
+) -> Result:
     if s.threads is not None:
         if isinstance(s.threads, bool) or not isinstance(s.threads, int) or s.threads < 1:
             raise UsageError(f"--threads {s.threads}: expected a positive number of threads")
@@ -231,7 +235,6 @@ def evaluate(
     from sslcheck.diagnostics.pairs import unit_cosines
 
     resolve_thresholds(s.thresholds)  # a misspelt threshold fails before the pass, not after
-    device = resolve_device(s.device)
     dtype = torch.float64 if s.dtype == "float64" else torch.float32
     n, d = za.n, za.d
     losses = s.loss_keys()
@@ -266,8 +269,7 @@ def evaluate(
         blocks = BlockSums(moments, dtype, products)
         start = 0
         for ca, cb in _chunk_pairs(za, zb, chunk):
-            xa = torch.from_numpy(ca).to(device=device, dtype=dtype)
-            xb = torch.from_numpy(cb).to(device=device, dtype=dtype)
+            xa, xb = to_device(ca, device, dtype), to_device(cb, device, dtype)
             if finite_a.bad or finite_b.bad:  # a bad value was seen: count the rest, compute nothing more
                 finite_a.check(start, xa, ca)
                 finite_b.check(start, xb, cb)
