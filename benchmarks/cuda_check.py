@@ -33,11 +33,11 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib  # noqa: E402
+import benchlib
 
-from sslcheck.engine import Settings, chunk_size, evaluate_files  # noqa: E402
-from sslcheck.io import open_pair  # noqa: E402
-from tests.test_device import numbers  # noqa: E402
+from sslcheck.engine import Settings, chunk_size, evaluate_files
+from sslcheck.io import open_pair
+from tests.test_device import numbers
 
 RTOL, ATOL = 2e-5, 1e-6
 
@@ -126,7 +126,8 @@ def main() -> int:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "cuda_check.json").write_text(json.dumps(report, indent=1))
-    print(f"{'D':>5} {'N':>8} {'read':>7} {'cpu':>7} {'cuda':>7} {'cold':>7} {'cli':>7} {'peak MB':>8} worst rel  equal")
+    heads = ("read", "cpu", "cuda", "cold", "cli")
+    print(f"{'D':>5} {'N':>8} " + " ".join(f"{h:>7}" for h in heads) + f" {'peak MB':>8} worst rel  equal")
     for r in report["sizes"]:
         if "error" in r:
             print(f"{r['d']:>5} {r['n']:>8} error: {r['error'].splitlines()[-1]}")

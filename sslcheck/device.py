@@ -13,7 +13,7 @@ kernel sees its chunk complete.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -50,15 +50,27 @@ def to_device(block: np.ndarray, device: torch.device, dtype: torch.dtype) -> Te
 def full_float32_products(device: torch.device) -> Iterator[None]:
     """float32 matrix products in IEEE float32 on a GPU for the duration, whatever the process set.
 
-    A training script often sets `torch.set_float32_matmul_precision("high")`, which lets cuBLAS
-    use TF32 (10 mantissa bits): a Gram's entries would then be off by ~1e-3 relative. The setting
-    is process-wide, so it is restored after the pass. On the CPU nothing changes (no TF32 there)."""
+    A training script often enables TF32 (`torch.set_float32_matmul_precision("high")`, or
+    torch >= 2.9's `torch.backends.cuda.matmul.fp32_precision = "tf32"`), which lets cuBLAS round
+    operands to 10 mantissa bits: a Gram's entries would then be off by ~1e-3 relative. The
+    setting is process-wide, so it is restored after the pass, through the API it was set by (the
+    legacy getter refuses to read a per-backend setting). On the CPU nothing changes (no TF32)."""
     if device.type == "cpu":
         yield
         return
-    before = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
+    matmul = torch.backends.cuda.matmul
+    set_precision: Callable[[str], None]
+    try:
+        before, full = torch.get_float32_matmul_precision(), "highest"
+        set_precision = torch.set_float32_matmul_precision
+    except RuntimeError:  # set through the per-backend API
+
+        def set_precision(value: str) -> None:
+            matmul.fp32_precision = value
+
+        before, full = matmul.fp32_precision, "ieee"
+    set_precision(full)
     try:
         yield
     finally:
-        torch.set_float32_matmul_precision(before)
+        set_precision(before)

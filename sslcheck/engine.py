@@ -121,16 +121,17 @@ class _RowKeeper:
     """Copies the rows at sorted global indices `idx` out of the chunk stream."""
 
     def __init__(self, idx: np.ndarray, d: int, dtype: torch.dtype, device: torch.device) -> None:
-        self.idx = torch.from_numpy(idx)
+        self._host_idx = idx
+        self.idx = torch.from_numpy(idx).to(device)  # once: no host-to-device copy per chunk
         self.a = torch.empty(len(idx), d, dtype=dtype, device=device)
         self.b = torch.empty(len(idx), d, dtype=dtype, device=device)
         self._filled = 0
 
     def take(self, start: int, xa: Tensor, xb: Tensor) -> None:
-        lo = int(np.searchsorted(self.idx.numpy(), start))
-        hi = int(np.searchsorted(self.idx.numpy(), start + xa.shape[0]))
+        lo = int(np.searchsorted(self._host_idx, start))
+        hi = int(np.searchsorted(self._host_idx, start + xa.shape[0]))
         if hi > lo:
-            local = (self.idx[lo:hi] - start).to(xa.device)
+            local = self.idx[lo:hi] - start
             self.a[lo:hi] = xa.index_select(0, local)
             self.b[lo:hi] = xb.index_select(0, local)
 
@@ -365,9 +366,23 @@ def _accumulate_row_means(
     count = xa.shape[0]
     # a Batch needs 2 rows; a row mean of one row is that of the row twice
     chunk = Batch(xa.expand(2, -1), xb.expand(2, -1)) if count == 1 else Batch(xa, xb, rows)
-    for key, terms in sums.items():
-        for term, value in LOSSES[key[0]].compute(chunk, params[key]).items():
+    for key, values in _terms_by_key(chunk, {key: params[key] for key in sums}):
+        terms = sums[key]
+        for term, value in values.items():
             terms[term] = terms[term] + value.double() * count
+
+
+def _terms_by_key(
+    batch: Batch, params: Mapping[tuple[str, str], Any]
+) -> Iterator[tuple[tuple[str, str], Mapping[str, Tensor]]]:
+    """Each (loss, flavor)'s terms on `batch`, computed once per distinct (loss, parameters):
+    flavors that agree on a loss's parameters (`--flavor all`: MMCR's six, most of InfoNCE's)
+    share one computation, and on a GPU its host synchronisations."""
+    done: dict[tuple[str, Any], Mapping[str, Tensor]] = {}
+    for (loss, fl), p in params.items():
+        if (loss, p) not in done:
+            done[(loss, p)] = LOSSES[loss].compute(batch, p)
+        yield (loss, fl), done[(loss, p)]
 
 
 class _BatchValues:
@@ -447,8 +462,8 @@ def _score_batches(
                 batch.centred("b").sum(-2),
                 batch.product("a", "b"),
             )
-        for (loss, fl), p in params.items():
-            out.add((loss, fl), LOSSES[loss].compute(batch, p))
+        for key, terms in _terms_by_key(batch, params):
+            out.add(key, terms)
     return cross
 
 

@@ -196,7 +196,7 @@ class PairMoments:
             return
         total = self.n + n
         da, db = mean_a - self.mean_a, mean_b - self.mean_b
-        chan = torch.tensor([self.n * n / total], dtype=F64, device=da.device)
+        chan = torch.full((1,), self.n * n / total, dtype=F64, device=da.device)
         ua, ub, c = da[None], db[None], chan
         if offsets_a is not None and offsets_b is not None and weights is not None:
             ua, ub, c = torch.cat([offsets_a, ua]), torch.cat([offsets_b, ub]), torch.cat([weights, chan])
@@ -240,6 +240,7 @@ class BlockSums:
         self._counts = torch.zeros(every, dtype=F64, device=device)
         self._sq_diff = torch.zeros((), dtype=F64, device=device)
         self._blocks = 0
+        self._rows = 0  # rows since the last flush, on the host
 
     def add(self, xa: Tensor, xb: Tensor, cross: CrossParts | None = None, sq_diff: Tensor | None = None) -> None:
         """Add one block (arguments as `PairMoments.update`'s); absorb the group once it is full."""
@@ -255,7 +256,8 @@ class BlockSums:
         self._sq_diff.add_(squared_difference_sum(xa, xb) if sq_diff is None else sq_diff)
         self._means[0, k], self._means[1, k] = mean_a, mean_b
         self._residuals[0, k], self._residuals[1, k] = res_a, res_b
-        self._counts[k] = n
+        self._counts[k : k + 1] = n  # a slice: fill_, no host-device copy
+        self._rows += n
         self._blocks = k + 1
         if self._blocks == self._every:
             self.flush()
@@ -272,7 +274,7 @@ class BlockSums:
         offsets = torch.cat([residuals, means - mean[:, None]], 1)
         aa, bb, ab = self._sums
         self.moments._absorb(
-            int(n),
+            self._rows,
             mean[0],
             mean[1],
             _mirror_upper(aa),
@@ -286,6 +288,7 @@ class BlockSums:
         self._sums.zero_()
         self._sq_diff.zero_()
         self._blocks = 0
+        self._rows = 0
 
 
 def _mirror_upper(m: Tensor) -> Tensor:

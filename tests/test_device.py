@@ -43,11 +43,31 @@ def test_to_device_on_the_cpu(dtype: type, compute: torch.dtype) -> None:
     assert np.shares_memory(x.numpy(), block) == (x.dtype == torch.from_numpy(block).dtype)
 
 
+PER_BACKEND_API = hasattr(torch.backends.cuda.matmul, "fp32_precision")  # torch >= 2.9
+
+
 @pytest.fixture
 def precision() -> Iterator[None]:
+    """Restores the process's float32 precision after the test (the default: every backend
+    inheriting, "none", which reads as "highest")."""
     before = torch.get_float32_matmul_precision()
     yield
-    torch.set_float32_matmul_precision(before)
+    if PER_BACKEND_API:  # back to inheriting (the legacy setter would pin matmul to one value)
+        torch.backends.fp32_precision = "none"
+        torch.backends.cuda.matmul.fp32_precision = "none"
+    if before != "highest" or not PER_BACKEND_API:
+        torch.set_float32_matmul_precision(before)
+
+
+def enable_tf32(how: str) -> None:
+    """TF32 for float32 products, the ways a training script sets it."""
+    if how == "legacy":
+        torch.set_float32_matmul_precision("high")
+    else:
+        (torch.backends.cuda.matmul if how == "matmul" else torch.backends).fp32_precision = "tf32"
+
+
+TF32_WAYS = ["legacy", "matmul", "all backends"] if PER_BACKEND_API else ["legacy"]
 
 
 def test_full_float32_products_on_a_gpu_and_back(precision: None) -> None:
@@ -60,6 +80,16 @@ def test_full_float32_products_on_a_gpu_and_back(precision: None) -> None:
     assert torch.get_float32_matmul_precision() == "high"
     with full_float32_products(CPU):  # nothing to change on the CPU
         assert torch.get_float32_matmul_precision() == "high"
+
+
+@pytest.mark.skipif(not PER_BACKEND_API, reason="torch < 2.9 has no per-backend precision")
+@pytest.mark.parametrize("how", ["matmul", "all backends"])
+def test_full_float32_products_under_the_per_backend_api(precision: None, how: str) -> None:
+    """There the legacy getter raises ("a mix of the legacy and new APIs"): the pass must not."""
+    enable_tf32(how)
+    with full_float32_products(CUDA):
+        assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+    assert torch.backends.cuda.matmul.fp32_precision == "tf32"
 
 
 # --- on a GPU ---------------------------------------------------------------------------------
@@ -124,11 +154,16 @@ def test_a_gpu_scores_what_the_cpu_scores_in_float64(tmp_path: Path, losses: tup
 
 
 @needs_gpu
-def test_a_gpu_scores_what_the_cpu_scores_in_float32_even_under_tf32(tmp_path: Path, precision: None) -> None:
-    """float32 tolerance: sums in another order, ~sqrt(N) eps relative. TF32 (10 mantissa bits,
-    eps 1e-3) left on by the caller would move the Grams' terms far beyond it."""
+@pytest.mark.parametrize("how", [None, *TF32_WAYS])
+def test_a_gpu_scores_what_the_cpu_scores_in_float32_even_under_tf32(
+    tmp_path: Path, precision: None, how: str | None
+) -> None:
+    """float32 tolerance: sums in another order, ~sqrt(N) eps relative (CPU runs that differ only
+    in chunking or product route agree within 2e-7). TF32 (10 mantissa bits, eps 1e-3) left on by
+    the caller would move the Grams' terms far beyond it."""
     cpu = score(tmp_path, "cpu", "float32")
+    if how is not None:
+        enable_tf32(how)
     assert_equal_results(cpu, score(tmp_path, "cuda", "float32"), 2e-5, 1e-6)
-    torch.set_float32_matmul_precision("high")
-    assert_equal_results(cpu, score(tmp_path, "cuda", "float32"), 2e-5, 1e-6)
-    assert torch.get_float32_matmul_precision() == "high"
+    if how is not None and how != "legacy":
+        assert torch.backends.cuda.matmul.fp32_precision == "tf32"

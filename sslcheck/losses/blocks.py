@@ -32,8 +32,9 @@ def leave_out(logits: Tensor, *left_out: Tensor) -> Tensor:
     place (a true mask: they contribute exactly nothing to a sum of exponentials; no R x C mask
     or copy is made)."""
     rows = torch.arange(logits.shape[-2], device=logits.device)
+    minus_inf = torch.full((), float("-inf"), dtype=logits.dtype, device=logits.device)  # no CPU scalar to copy
     for cols in left_out:
-        logits[..., rows, cols] = float("-inf")
+        logits[..., rows, cols] = minus_inf
     return logits
 
 

@@ -124,6 +124,8 @@ class Batch:
         self._grams: dict[View, Tensor] = {}
         self._row_sq: dict[View, Tensor] = {}
         self._sq_diff: Tensor | None = None
+        self._cov_off: dict[View, Tensor] = {}
+        self._gram_similarity_ok: dict[View, bool] = {}
         if known is not None:
             self._row_sq = {"a": known.row_sq[0], "b": known.row_sq[1]}
             self._sq_diff = known.sq_diff
@@ -175,6 +177,11 @@ class Batch:
         return self._col_sq[0 if view == "a" else 1] / (self.n - ddof)
 
     def cov_offdiag_sq(self, view: View) -> Tensor:
+        if view not in self._cov_off:  # the same for every flavor: one Gram check per view
+            self._cov_off[view] = self._cov_offdiag_sq(view)
+        return self._cov_off[view]
+
+    def _cov_offdiag_sq(self, view: View) -> Tensor:
         if self.use_gram:
             diag = self._col_sq[0 if view == "a" else 1]
             off = _gram_off(self.gram(view).square().sum(MATRIX), diag.square().sum(-1))
@@ -236,8 +243,10 @@ class Batch:
         mean_sq = mean.square().sum(MATRIX)
         row_sq = self.row_sq(view)
         centred_sq = g.diagonal(dim1=-2, dim2=-1)
-        factor = (centred_sq.sqrt() + mean_sq.sqrt().unsqueeze(-1)).square() / row_sq
-        if not bool((factor.amax(-1) <= GRAM_SIMILARITY_LOSS).all()):
+        if view not in self._gram_similarity_ok:  # depends on the view only, not on mode or scale
+            factor = (centred_sq.sqrt() + mean_sq.sqrt().unsqueeze(-1)).square() / row_sq
+            self._gram_similarity_ok[view] = bool((factor.amax(-1) <= GRAM_SIMILARITY_LOSS).all())
+        if not self._gram_similarity_ok[view]:
             return None
         w = inverse_norms(row_sq, mode) * scale**0.5
         raw = g + p.unsqueeze(-1) + (p + mean_sq.unsqueeze(-1)).unsqueeze(-2)
