@@ -293,6 +293,20 @@ def test_flavor_all_fills_by_flavor(run: Runner) -> None:
     assert vic["solo-learn"].whole_set["variance"] == pytest.approx(2 * vic["paper"].whole_set["variance"])
 
 
+def test_flavor_all_per_batch_equals_each_flavor_alone(run: Runner) -> None:
+    """Flavors that agree on a loss's parameters share one computation per batch (MMCR's six):
+    every flavor's per-batch values must still be those of that flavor scored alone."""
+    za, zb = views_engine(48, 6, 10)
+    both = run(za, zb, batch_size=12, losses=("all",), flavor="all")
+    for fl in FLAVORS:
+        alone = run(za, zb, batch_size=12, losses=("all",), flavor=fl)
+        for loss, top in both.losses.items():
+            got, want = top.by_flavor[fl].per_batch_values, alone.losses[loss].per_batch_values
+            assert got.keys() == want.keys() and len(got), (loss, fl)
+            for term in want:
+                np.testing.assert_array_equal(got[term], want[term], err_msg=f"{loss} {fl} {term}")
+
+
 def test_overrides_reach_every_value(run: Runner) -> None:
     za, zb = views_engine(30, 5, 9)
     overrides = {"vicreg": {"mu": "50"}, "nt_xent": {"tau": "0.3", "reduction": "mean"}}
