@@ -431,6 +431,46 @@ def test_corrupt_npz_member_data(tmp_path: Path) -> None:
         read_all(open_array(path), 64)
 
 
+def _stored_npz(tmp_path: Path, order: str, dtype: str) -> tuple[Path, np.ndarray, int]:
+    """A stored (uncompressed) member za [300, 6]; returns where its data starts in the file."""
+    x = np.asarray(np.random.default_rng(3).standard_normal((300, 6)), dtype=dtype, order=order)  # type: ignore[call-overload]
+    path = tmp_path / "z.npz"
+    np.savez(path, za=x)
+    data = path.read_bytes()
+    return path, x, data.index(x.tobytes(order="A"))
+
+
+@pytest.mark.parametrize(("order", "dtype"), [("C", "<f4"), ("C", ">f8"), ("F", "<f4"), ("F", ">f2")])
+@pytest.mark.parametrize("where", ["data", "header padding", "last byte"])
+def test_a_flipped_byte_in_a_stored_npz_member_is_caught(tmp_path: Path, order: str, dtype: str, where: str) -> None:
+    """zipfile would refuse the member (its CRC-32); so does the reader, which maps its bytes."""
+    path, x, data_at = _stored_npz(tmp_path, order, dtype)
+    np.testing.assert_array_equal(read_all(open_array(path), 64), x)  # intact: read as is
+    raw = bytearray(path.read_bytes())
+    at = {"data": data_at + x.nbytes // 2, "header padding": data_at - 2, "last byte": data_at + x.nbytes - 1}[where]
+    if where == "header padding":  # a space -> a tab: the header still parses
+        assert raw[at] == ord(" ")
+        raw[at] = ord("\t")
+    else:
+        raw[at] ^= 0x01
+    path.write_bytes(bytes(raw))
+    # (zipfile itself may see it first, where reading the header reaches the member's end)
+    with pytest.raises(InputError, match=r"z\.npz\[za\]: .*(corrupt|not a valid).*CRC-32"):
+        read_all(open_array(path), 64)
+
+
+def test_a_compressed_npz_member_whose_crc_differs_is_caught(tmp_path: Path) -> None:
+    path = tmp_path / "z.npz"
+    x = np.random.default_rng(4).standard_normal((500, 8))
+    np.savez_compressed(path, za=x)
+    raw = bytearray(path.read_bytes())
+    directory = raw.index(b"PK\x01\x02")  # the central directory's entry: what zipfile checks against
+    raw[directory + 16] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match=r"z\.npz\[za\]: the archive member is corrupt"):
+        read_all(open_array(path), 64)
+
+
 def test_truncated_npz_member(tmp_path: Path) -> None:
     # A well-formed zip whose .npy member promises more data than it holds.
     good = tmp_path / "good.npy"

@@ -1,8 +1,9 @@
 """`.npz` archives: each member `name.npy` is one array, read without unpickling, in chunks.
 
 `np.load` ignores `mmap_mode` for .npz, so members are read here: a stored (uncompressed) member
-by its byte offset in the archive, like a .npy file (`RawArray`); a compressed member streamed
-through `zipfile` in chunks into one reused buffer. Only a Fortran-order compressed member has
+by its byte offset in the archive, like a .npy file (`RawArray`, which checks the member's CRC-32
+as `zipfile` would); a compressed member streamed through `zipfile` in chunks into one reused
+buffer (`zipfile` checks its CRC-32 at the end of the stream). Only a Fortran-order compressed member has
 to be decompressed whole (its rows are spread over the whole stream); `notes` says so.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from sslcheck.errors import InputError
 from sslcheck.io.npy import read_npy_header
-from sslcheck.io.raw import RawArray, to_native
+from sslcheck.io.raw import Checksum, RawArray, to_native
 from sslcheck.io.source import ArraySource, read_exact, select_key, validate_shape
 
 # What zipfile / zlib raise for a damaged, encrypted or exotic archive.
@@ -72,7 +73,9 @@ class NpzSource(ArraySource):
         self._raw: RawArray | None = None
         if info.compress_type == zipfile.ZIP_STORED:
             start = _member_data_offset(path, info, self.label)
-            self._raw = RawArray(self.path, start + self._header_len, dtype, self.n, self.d, self._fortran)
+            whole = Checksum(start, start + info.file_size, info.CRC)
+            offset = start + self._header_len
+            self._raw = RawArray(self.path, offset, dtype, self.n, self.d, self._fortran, checksum=whole)
             self._raw.require_within(path.stat().st_size, self.label)
 
     def notes(self) -> list[str]:

@@ -9,6 +9,8 @@ copies its rows and drops the map: no map outlives its chunk.
 
 from __future__ import annotations
 
+import io
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,12 +19,26 @@ import numpy as np
 from sslcheck.errors import InputError
 from sslcheck.io.source import bfloat16_to_float32, read_exact
 
+CHECK_PIECE = 1 << 24  # bytes read at a time where a checksum needs bytes no chunk holds
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """The CRC-32 (zlib's) that bytes [start, stop) of the file must have: a zip member's."""
+
+    start: int
+    stop: int
+    crc: int
+
 
 @dataclass(frozen=True)
 class RawArray:
     """`n` x `d` values of `dtype` (as stored: any byte order) at `offset` bytes into `path`.
 
     `bfloat16`: `dtype` is uint16 holding bfloat16 bits, widened to float32 on the way out.
+    `checksum`: verified once the last chunk has been read (an InputError if it differs), from
+    the bytes as stored: in the pass for C-order rows (zlib's CRC-32 runs at ~3.5 GB/s here,
+    ~1.2 ms per 4 MiB chunk), by a second sequential read for Fortran order.
     """
 
     path: str
@@ -32,6 +48,7 @@ class RawArray:
     d: int
     fortran: bool = False
     bfloat16: bool = False
+    checksum: Checksum | None = None
 
     @property
     def nbytes(self) -> int:
@@ -51,15 +68,29 @@ class RawArray:
             raise ValueError(f"rows must be >= 1, got {rows}")
         if self.fortran:
             yield from self._fortran_chunks(rows)
+            if self.checksum is not None:
+                with open(self.path, "rb", buffering=0) as f:
+                    self._verify(f, self.checksum.start, self.checksum.stop, 0, label)
             return
         buf = np.empty((min(rows, self.n), self.d), dtype=self.dtype)
         out = np.empty(buf.shape, dtype=np.float32) if self.bfloat16 else None
         with open(self.path, "rb", buffering=0) as f:
+            crc = 0 if self.checksum is None else _crc_of(f, self.checksum.start, self.offset, 0, label)
             f.seek(self.offset)
             for start in range(0, self.n, rows):
                 r = min(rows, self.n - start)
                 read_exact(f, buf[:r], label)
+                if self.checksum is not None:
+                    crc = zlib.crc32(_bytes(buf[:r]), crc)  # as stored: before any byte swap
                 yield self._widen(buf[:r], None if out is None else out[:r])
+            if self.checksum is not None:
+                self._verify(f, self.offset + self.nbytes, self.checksum.stop, crc, label)
+
+    def _verify(self, f: io.FileIO, start: int, stop: int, crc: int, label: str) -> None:
+        """Finish the checksum with bytes [start, stop) and compare."""
+        assert self.checksum is not None
+        if _crc_of(f, start, stop, crc, label) != self.checksum.crc:
+            raise InputError(f"{label}: the archive member is corrupt (its CRC-32 does not match its data)")
 
     def _fortran_chunks(self, rows: int) -> Iterator[np.ndarray]:
         for start in range(0, self.n, rows):
@@ -72,6 +103,22 @@ class RawArray:
         if self.bfloat16:
             return bfloat16_to_float32(block, out)
         return to_native(block)
+
+
+def _crc_of(f: io.FileIO, start: int, stop: int, crc: int, label: str) -> int:
+    """`crc` continued over bytes [start, stop) of f."""
+    f.seek(start)
+    piece = np.empty(min(CHECK_PIECE, max(stop - start, 0)), dtype=np.uint8)
+    for at in range(start, stop, CHECK_PIECE):
+        view = piece[: min(CHECK_PIECE, stop - at)]
+        read_exact(f, view, label)
+        crc = zlib.crc32(_bytes(view), crc)
+    return crc
+
+
+def _bytes(block: np.ndarray) -> memoryview:
+    """The bytes of a C-contiguous block, without a copy."""
+    return memoryview(block).cast("B")  # type: ignore[arg-type]
 
 
 def to_native(block: np.ndarray) -> np.ndarray:
