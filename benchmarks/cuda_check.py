@@ -8,12 +8,14 @@ install needed: run from the repository root with PYTHONPATH=.), as one short co
 
     PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/cuda_check.py --out $OUT
 
-Per size, in this process: the read floor (both files' chunks read, nothing computed: what an
-overlapped GPU pass cannot beat), `evaluate_files` on the CPU (torch's threads) and on the GPU
-twice (the first includes CUDA's start-up), the largest relative difference over every number of
-the result (the float32 tolerance of tests/test_device.py: 2e-5 relative, 1e-6 absolute) and the
-GPU's peak allocated memory; then `sslcheck score --device cuda --format json` as a child process
-(wall time, exit code, verdict). Prints a table and writes cuda_check.json under --out.
+First the test suite (all of it by default: `Settings.device` defaults to auto, so every engine
+and CLI test then runs on the GPU against its reference). Then per size, in this process: the
+read floor (both files' chunks read, nothing computed: what an overlapped GPU pass cannot beat),
+`evaluate_files` on the CPU (torch's threads) and on the GPU twice (the first includes CUDA's
+start-up), the largest relative difference over every number of the result (the float32
+tolerance of tests/test_device.py: 2e-5 relative, 1e-6 absolute) and the GPU's peak allocated
+memory; then `sslcheck score --device cuda --format json` as a child process (wall time, exit
+code, verdict). Prints a table and writes cuda_check.json under --out.
 """
 
 from __future__ import annotations
@@ -104,15 +106,22 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="512:18,2048:16", help="D:K pairs, N = 2^K")
     ap.add_argument("--out", type=Path, default=None, help="folder for cuda_check.json")
-    ap.add_argument("--skip-tests", action="store_true")
+    ap.add_argument(
+        "--tests",
+        choices=("all", "device", "none"),
+        default="all",
+        help="the test suite first: all of it (Settings' device is auto, so the engine's tests run on the GPU), "
+        "tests/test_device.py alone, or none",
+    )
     args = ap.parse_args()
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to check")
         return 2
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, {os.cpu_count()} CPUs", flush=True)
     report: dict[str, Any] = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(), "sizes": []}
-    if not args.skip_tests:
-        tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_device.py"])
+    if args.tests != "none":
+        where = "tests" if args.tests == "all" else "tests/test_device.py"
+        tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE", where])
         report["tests_rc"] = tests.returncode
     with tempfile.TemporaryDirectory() as tmp:
         for part in args.sizes.split(","):
