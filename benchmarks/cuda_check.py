@@ -8,14 +8,15 @@ install needed: run from the repository root with PYTHONPATH=.), as one short co
 
     PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/cuda_check.py --out $OUT
 
-First the test suite (all of it by default: `Settings.device` defaults to auto, so every engine
-and CLI test then runs on the GPU against its reference). Then per size, in this process: the
-read floor (both files' chunks read, nothing computed: what an overlapped GPU pass cannot beat),
+First the test suite (all of it by default: `Settings.device` defaults to auto, so every engine and
+CLI test then runs on the GPU against its reference). Then per size, in this process: the read
+floor (both files' chunks read, nothing computed: what an overlapped GPU pass cannot beat),
 `evaluate_files` on the CPU (torch's threads) and on the GPU twice (the first includes CUDA's
-start-up), the largest relative difference over every number of the result (the float32
-tolerance of tests/test_device.py: 2e-5 relative, 1e-6 absolute) and the GPU's peak allocated
-memory; then `sslcheck score --device cuda --format json` as a child process (wall time, exit
-code, verdict). Prints a table and writes cuda_check.json under --out.
+start-up) and once in 16384-row chunks (data for tuning the GPU's chunk size), the largest relative
+difference over every number of the result (the float32 tolerance of tests/test_device.py: 2e-5
+relative, 1e-6 absolute) and the GPU's peak allocated memory; then `sslcheck score --device cuda
+--format json` as a child process (wall time, exit code, verdict). Prints a table and writes
+cuda_check.json under --out.
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ def read_floor(pa: Path, pb: Path) -> float:
     return time.perf_counter() - t
 
 
-def timed_evaluate(pa: Path, pb: Path, device: str) -> tuple[float, dict[str, Any]]:
+def timed_evaluate(pa: Path, pb: Path, device: str, chunk_rows: int | None = None) -> tuple[float, dict[str, Any]]:
     t = time.perf_counter()
-    result = evaluate_files(str(pa), str(pb), Settings(device=device)).to_dict()
+    result = evaluate_files(str(pa), str(pb), Settings(device=device, chunk_rows=chunk_rows)).to_dict()
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t, result
@@ -89,6 +90,7 @@ def check_size(folder: Path, d: int, k: int) -> dict[str, Any]:
         out["cuda_cold_s"], _ = timed_evaluate(pa, pb, "cuda")
         out["cuda_s"], gpu = timed_evaluate(pa, pb, "cuda")
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 1e6
+        out["cuda_16k_rows_s"], _ = timed_evaluate(pa, pb, "cuda", 16384)  # for tuning: fewer, larger chunks
         out["worst_rel"], out["worst_path"], out["equal"] = worst_difference(cpu, gpu)
         out["verdict"] = gpu["verdict"]
         cmd = [sys.executable, "-m", "sslcheck", "score", str(pa), str(pb), "--device", "cuda", "--format", "json"]
@@ -135,7 +137,7 @@ def main() -> int:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "cuda_check.json").write_text(json.dumps(report, indent=1))
-    heads = ("read", "cpu", "cuda", "cold", "cli")
+    heads = ("read", "cpu", "cuda", "cold", "16k", "cli")
     print(f"{'D':>5} {'N':>8} " + " ".join(f"{h:>7}" for h in heads) + f" {'peak MB':>8} worst rel  equal")
     for r in report["sizes"]:
         if "error" in r:
@@ -143,9 +145,10 @@ def main() -> int:
             continue
         print(
             f"{r['d']:>5} {r['n']:>8} {r['read_s']:7.2f} {r['cpu_s']:7.2f} {r['cuda_s']:7.2f} {r['cuda_cold_s']:7.2f}"
+            f" {r['cuda_16k_rows_s']:7.2f}"
             f" {r['cli_s']:7.2f} {r['cuda_peak_mb']:8.0f} {r['worst_rel']:.1e}  {r['equal']} ({r['worst_path']})"
         )
-    ok = report.get("tests_rc", 0) == 0 and all(r.get("equal") for r in report["sizes"])
+    ok = report.get("tests_rc", 0) == 0 and all(r.get("equal") and r.get("cli_rc") == 0 for r in report["sizes"])
     print("cuda check:", "PASS" if ok else "FAIL")
     return 0 if ok else 1
 

@@ -259,8 +259,14 @@ class TorchProducts:
         return [x @ x.mT for x in xs]
 
     def add_self_products(self, xs: Sequence[Tensor], outs: Sequence[Tensor]) -> None:
+        """Block-triangular on the CPU (half the multiply-adds); on a GPU one fused product and
+        add, whose launch costs more there than the multiply-adds it would save (the sums'
+        upper triangle is what `stats.BlockSums` keeps, so either serves)."""
         for x, out in zip(xs, outs, strict=True):
-            out.add_(symmetric_product(x))
+            if x.device.type == "cpu":
+                out.add_(symmetric_product(x))
+            else:
+                out.addmm_(x.T, x)
 
     def add_cross_product(self, x: Tensor, y: Tensor, out: Tensor) -> None:
         out.addmm_(x.T, y)
