@@ -3,17 +3,19 @@ float32 products on a GPU.
 
 On a GPU the pass is a pipeline: each chunk is copied into pinned (page-locked) host memory and
 sent with an asynchronous copy, so the host returns at once to read the next chunk from the file
-while the device still works on this one. The pinned buffers come from torch's caching host
-allocator, which records an event behind every asynchronous copy from a block and hands the block
-out again only once that event has completed (`CachingHostAllocator_recordEvent`, called by
-torch's copy kernel): a buffer is never refilled while its copy is in flight, with no ring of
-buffers and no stream bookkeeping here. Copy and computation share the current stream, so every
-kernel sees its chunk complete.
+while the device still works on this one. (The host does wait where it reads a value back: a
+chunk's NaN/Inf test and TF's normalisation guard, and on the Gram route each batch group's
+precision checks; what overlaps the read is the chunk's work queued after the last of these.) The
+pinned buffers come from torch's caching host allocator, which records an event behind every
+asynchronous copy from a block and hands the block out again only once that event has completed
+(`CachingHostAllocator_recordEvent`, called by torch's copy kernel): a buffer is never refilled
+while its copy is in flight, with no ring of buffers and no stream bookkeeping here. Copy and
+computation share the current stream, so every kernel sees its chunk complete.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -51,26 +53,28 @@ def full_float32_products(device: torch.device) -> Iterator[None]:
     """float32 matrix products in IEEE float32 on a GPU for the duration, whatever the process set.
 
     A training script often enables TF32 (`torch.set_float32_matmul_precision("high")`, or
-    torch >= 2.9's `torch.backends.cuda.matmul.fp32_precision = "tf32"`), which lets cuBLAS round
-    operands to 10 mantissa bits: a Gram's entries would then be off by ~1e-3 relative. The
-    setting is process-wide, so it is restored after the pass, through the API it was set by (the
-    legacy getter refuses to read a per-backend setting). On the CPU nothing changes (no TF32)."""
+    `torch.backends.cuda.matmul.fp32_precision = "tf32"`), which lets cuBLAS round operands to 10
+    mantissa bits (~5e-4 relative per product). The setting is process-wide, so only cuBLAS's is
+    changed, and restored after the pass: through torch >= 2.9's per-backend setting where it
+    exists (the legacy setter would also pin oneDNN's and drop what inherits), where a value
+    equal to the process-wide one goes back to inheriting it; else the legacy one. On the CPU
+    nothing changes (no TF32 there)."""
     if device.type == "cpu":
         yield
         return
     matmul = torch.backends.cuda.matmul
-    set_precision: Callable[[str], None]
-    try:
-        before, full = torch.get_float32_matmul_precision(), "highest"
-        set_precision = torch.set_float32_matmul_precision
-    except RuntimeError:  # set through the per-backend API
-
-        def set_precision(value: str) -> None:
-            matmul.fp32_precision = value
-
-        before, full = matmul.fp32_precision, "ieee"
-    set_precision(full)
+    if not hasattr(matmul, "fp32_precision"):  # torch < 2.9
+        before = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+        try:
+            yield
+        finally:
+            torch.set_float32_matmul_precision(before)
+        return
+    own = matmul.fp32_precision  # as read: its own value, or the one it inherits
+    inherited = own == getattr(torch.backends, "fp32_precision", None)  # the process-wide one
+    matmul.fp32_precision = "ieee"
     try:
         yield
     finally:
-        set_precision(before)
+        matmul.fp32_precision = "none" if inherited else own

@@ -66,7 +66,7 @@ class CrossParts:
     sums_a: list[Tensor] = field(default_factory=list)
     sums_b: list[Tensor] = field(default_factory=list)
     product: Tensor | None = None
-    rows: int = 0  # sum of counts, kept on the host: no device round trip to check it
+    total_rows: int = 0  # the counts' sum, kept on the host: no device round trip to check it
 
     def add(
         self, rows: int, means_a: Tensor, means_b: Tensor, sums_a: Tensor, sums_b: Tensor, products: Tensor
@@ -87,12 +87,12 @@ class CrossParts:
         ):
             store.append(x.reshape(-1, d))
         self.counts.append(torch.full((flat.shape[0],), float(rows), dtype=F64, device=products.device))
-        self.rows += flat.shape[0] * rows
+        self.total_rows += flat.shape[0] * rows
 
     def about(self, rows: int, centre_a: Tensor, centre_b: Tensor) -> Tensor:
         """The whole block's cross product about (centre_a, centre_b), in the parts' dtype."""
-        if self.product is None or self.rows != rows:
-            raise ValueError(f"the parts hold {self.rows} rows, the block {rows}")
+        if self.product is None or self.total_rows != rows:
+            raise ValueError(f"the parts hold {self.total_rows} rows, the block {rows}")
         counts = torch.cat(self.counts)
         dtype = self.product.dtype
         da = torch.cat(self.means_a) - centre_a.to(dtype)

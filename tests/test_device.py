@@ -4,9 +4,11 @@ GPU. The GPU tests run where torch sees one and are skipped elsewhere (CI has no
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ import torch
 from sslcheck.device import full_float32_products, resolve_device, to_device
 from sslcheck.engine import Settings, evaluate_files
 from sslcheck.errors import UsageError
-from sslcheck.render.flat import flatten
+from sslcheck.render.flat import numeric_leaves
 from tests.data import views
 
 CPU = torch.device("cpu")
@@ -44,51 +46,83 @@ def test_to_device_on_the_cpu(dtype: type, compute: torch.dtype) -> None:
 
 
 PER_BACKEND_API = hasattr(torch.backends.cuda.matmul, "fp32_precision")  # torch >= 2.9
+BACKENDS = ("", "cuda.matmul", "mkldnn", "mkldnn.matmul", "mkldnn.conv", "mkldnn.rnn", "cudnn", "cudnn.conv")
+BACKENDS += ("cudnn.rnn",)
+
+
+def _backend(name: str) -> Any:
+    return functools.reduce(getattr, name.split(".") if name else [], torch.backends)
+
+
+def precision_state() -> dict[str, object]:
+    """Every float32-precision setting of the process, as torch reads them."""
+    state: dict[str, object] = {name: getattr(_backend(name), "fp32_precision", None) for name in BACKENDS}
+    try:
+        state["legacy"] = torch.get_float32_matmul_precision()
+    except RuntimeError:  # a mix of the legacy and per-backend settings
+        state["legacy"] = "mixed"
+    return state
 
 
 @pytest.fixture
 def precision() -> Iterator[None]:
-    """Restores the process's float32 precision after the test (the default: every backend
-    inheriting, "none", which reads as "highest")."""
-    before = torch.get_float32_matmul_precision()
+    """The process's float32 precision back as it was after the test (the legacy setter first:
+    it pins backends, which are then set back one by one), checked."""
+    before = precision_state()
     yield
-    if PER_BACKEND_API:  # back to inheriting (the legacy setter would pin matmul to one value)
-        torch.backends.fp32_precision = "none"
-        torch.backends.cuda.matmul.fp32_precision = "none"
-    if before != "highest" or not PER_BACKEND_API:
-        torch.set_float32_matmul_precision(before)
+    legacy = before["legacy"]
+    torch.set_float32_matmul_precision(legacy if legacy != "mixed" else "highest")  # type: ignore[arg-type]
+    if PER_BACKEND_API:
+        for name in BACKENDS:
+            _backend(name).fp32_precision = before[name]
+    assert precision_state() == before, "the test left the precision changed"
 
 
 def enable_tf32(how: str) -> None:
     """TF32 for float32 products, the ways a training script sets it."""
     if how == "legacy":
         torch.set_float32_matmul_precision("high")
+    elif how == "allow_tf32":
+        torch.backends.cuda.matmul.allow_tf32 = True
     else:
         (torch.backends.cuda.matmul if how == "matmul" else torch.backends).fp32_precision = "tf32"
 
 
-TF32_WAYS = ["legacy", "matmul", "all backends"] if PER_BACKEND_API else ["legacy"]
+TF32_WAYS = ["legacy", "allow_tf32", *(["matmul", "all backends"] if PER_BACKEND_API else [])]
 
 
-def test_full_float32_products_on_a_gpu_and_back(precision: None) -> None:
-    torch.set_float32_matmul_precision("high")  # a training script's TF32
+def cublas_precision() -> str:
+    """What cuBLAS's float32 products run at: "ieee" or "tf32"."""
+    if PER_BACKEND_API:
+        own = torch.backends.cuda.matmul.fp32_precision
+        return own if own != "none" else "ieee"  # "none": nothing set anywhere, torch's default
+    return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
+
+
+@pytest.mark.parametrize("how", [None, *TF32_WAYS])
+def test_full_float32_products_on_a_gpu_and_back(precision: None, how: str | None) -> None:
+    """IEEE inside, every setting as it was after (also after an exception); nothing on the CPU."""
+    if how is not None:
+        enable_tf32(how)
+    assert cublas_precision() == ("ieee" if how is None else "tf32")
+    before = precision_state()
     with full_float32_products(CUDA):
-        assert torch.get_float32_matmul_precision() == "highest"
-    assert torch.get_float32_matmul_precision() == "high"
+        assert cublas_precision() == "ieee"
+    assert precision_state() == before
     with pytest.raises(KeyError), full_float32_products(CUDA):
         raise KeyError("the pass failed")
-    assert torch.get_float32_matmul_precision() == "high"
-    with full_float32_products(CPU):  # nothing to change on the CPU
-        assert torch.get_float32_matmul_precision() == "high"
+    assert precision_state() == before
+    with full_float32_products(CPU):
+        assert precision_state() == before
 
 
-@pytest.mark.skipif(not PER_BACKEND_API, reason="torch < 2.9 has no per-backend precision")
-@pytest.mark.parametrize("how", ["matmul", "all backends"])
-def test_full_float32_products_under_the_per_backend_api(precision: None, how: str) -> None:
-    """There the legacy getter raises ("a mix of the legacy and new APIs"): the pass must not."""
-    enable_tf32(how)
+def test_full_float32_products_keeps_inheritance(precision: None) -> None:
+    """cuBLAS's setting inheriting the process-wide one still follows it after a pass."""
+    if not PER_BACKEND_API:
+        pytest.skip("torch < 2.9 has no per-backend precision")
     with full_float32_products(CUDA):
-        assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+        pass
+    torch.backends.fp32_precision = "tf32"
     assert torch.backends.cuda.matmul.fp32_precision == "tf32"
 
 
@@ -118,13 +152,9 @@ def test_to_device_on_a_gpu_converts_there() -> None:
     np.testing.assert_array_equal(x.cpu().numpy(), block.astype(np.float64))
 
 
-def numbers(result_dict: dict) -> dict[str, float]:
-    """Every numeric leaf of a result, by its JSON path (the device named in settings left out)."""
-    return {
-        path: float(v)
-        for path, v in flatten(result_dict)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and path != "settings.device"
-    }
+def numbers(result: dict) -> dict[str, float]:
+    """Every number of a result by its JSON path, bar the device it names."""
+    return {path: v for path, v in numeric_leaves(result).items() if path != "settings.device"}
 
 
 def assert_equal_results(cpu: dict, gpu: dict, rtol: float, atol: float) -> None:
@@ -158,12 +188,13 @@ def test_a_gpu_scores_what_the_cpu_scores_in_float64(tmp_path: Path, losses: tup
 def test_a_gpu_scores_what_the_cpu_scores_in_float32_even_under_tf32(
     tmp_path: Path, precision: None, how: str | None
 ) -> None:
-    """float32 tolerance: sums in another order, ~sqrt(N) eps relative (CPU runs that differ only
-    in chunking or product route agree within 2e-7). TF32 (10 mantissa bits, eps 1e-3) left on by
-    the caller would move the Grams' terms far beyond it."""
+    """The float32 tolerance: sums in another order, ~sqrt(N) eps relative at worst (CPU runs that
+    differ only in chunking or product route agree within 2e-7 here). TF32 left on by the caller
+    (operands rounded to 10 bits, ~5e-4 relative per product, partly averaged out in sums) must
+    change nothing beyond it; that the guard sets and restores the precision is tested above,
+    without a GPU."""
     cpu = score(tmp_path, "cpu", "float32")
     if how is not None:
         enable_tf32(how)
     assert_equal_results(cpu, score(tmp_path, "cuda", "float32"), 2e-5, 1e-6)
-    if how is not None and how != "legacy":
-        assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+    assert cublas_precision() == ("ieee" if how is None else "tf32")

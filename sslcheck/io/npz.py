@@ -1,10 +1,11 @@
 """`.npz` archives: each member `name.npy` is one array, read without unpickling, in chunks.
 
-`np.load` ignores `mmap_mode` for .npz, so members are read here: a stored (uncompressed) member
-by its byte offset in the archive, like a .npy file (`RawArray`, which checks the member's CRC-32
-as `zipfile` would); a compressed member streamed through `zipfile` in chunks into one reused
-buffer (`zipfile` checks its CRC-32 at the end of the stream). Only a Fortran-order compressed member has
-to be decompressed whole (its rows are spread over the whole stream); `notes` says so.
+`np.load` ignores `mmap_mode` for .npz, so members are read here: a stored (uncompressed) member by
+its byte offset in the archive, like a .npy file (`RawArray`, which checks the member's CRC-32 as
+`zipfile` would); a compressed member streamed through `zipfile` in chunks into one reused buffer
+(`zipfile` checks its CRC-32 at the end of the stream, read before the last chunk goes out). Only a
+Fortran-order compressed member has to be decompressed whole (its rows are spread over the whole
+stream); `notes` says so.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
 from sslcheck.errors import InputError
 from sslcheck.io.npy import read_npy_header
-from sslcheck.io.raw import Checksum, RawArray, to_native
+from sslcheck.io.raw import CHECK_PIECE, Checksum, RawArray, to_native
 from sslcheck.io.source import ArraySource, read_exact, select_key, validate_shape
 
 # What zipfile / zlib raise for a damaged, encrypted or exotic archive.
@@ -98,6 +100,7 @@ class NpzSource(ArraySource):
                     # Column-major data: column j is the j-th run of N values.
                     whole = np.empty((self.d, self.n), dtype=self._np_dtype)
                     read_exact(f, whole, self.label)  # type: ignore[arg-type]
+                    _read_to_the_end(f)
                     for start in range(0, self.n, rows):
                         yield to_native(np.ascontiguousarray(whole.T[start : start + rows]))
                     return
@@ -105,9 +108,18 @@ class NpzSource(ArraySource):
                 for start in range(0, self.n, rows):
                     view = buf[: min(rows, self.n - start)]
                     read_exact(f, view, self.label)  # type: ignore[arg-type]
+                    if start + len(view) == self.n:  # before the last chunk goes out
+                        _read_to_the_end(f)
                     yield to_native(view)
         except ZIP_ERRORS as err:
             raise InputError(f"{self.label}: the archive member is corrupt ({err})") from None
+
+
+def _read_to_the_end(member: IO[bytes]) -> None:
+    """Read what follows the array in a member: zipfile checks the CRC-32 once it has given out
+    the member's last byte, and a member may hold bytes after the array."""
+    while member.read(CHECK_PIECE):
+        pass
 
 
 def _member_data_offset(path: Path, info: zipfile.ZipInfo, label: str) -> int:

@@ -239,15 +239,15 @@ class Batch:
         mean (near the origin while the data are offset)."""
         g = self.gram(view)
         mean = self.means(view)
-        p = (self.centred(view) @ mean.mT).squeeze(-1)
         mean_sq = mean.square().sum(MATRIX)
         row_sq = self.row_sq(view)
-        centred_sq = g.diagonal(dim1=-2, dim2=-1)
         if view not in self._gram_similarity_ok:  # depends on the view only, not on mode or scale
+            centred_sq = g.diagonal(dim1=-2, dim2=-1)
             factor = (centred_sq.sqrt() + mean_sq.sqrt().unsqueeze(-1)).square() / row_sq
             self._gram_similarity_ok[view] = bool((factor.amax(-1) <= GRAM_SIMILARITY_LOSS).all())
         if not self._gram_similarity_ok[view]:
             return None
+        p = (self.centred(view) @ mean.mT).squeeze(-1)
         w = inverse_norms(row_sq, mode) * scale**0.5
         raw = g + p.unsqueeze(-1) + (p + mean_sq.unsqueeze(-1)).unsqueeze(-2)
         return raw * (w.unsqueeze(-1) * w.unsqueeze(-2))

@@ -26,3 +26,9 @@ def lookup(data: Any, path: str) -> Any:
     for part in path.split("."):
         node = node[int(part)] if isinstance(node, list) else node[part]
     return node
+
+
+def numeric_leaves(data: Any) -> dict[str, float]:
+    """Every number among the leaves (booleans aside), by dotted path: what two results are
+    compared by."""
+    return {path: float(v) for path, v in flatten(data) if isinstance(v, (int, float)) and not isinstance(v, bool)}
