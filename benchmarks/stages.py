@@ -135,6 +135,8 @@ def instrument(t: Timers) -> list[str]:
         else:
             setattr(owner, attr, t.wrap(stage, raw))
 
+    if hasattr(engine, "chunk_workers"):  # the timers keep one stack of open stages: one worker thread
+        engine.chunk_workers = lambda *args: 1
     patch(engine, "open_pair", "open files")
     patch(engine, "_chunk_pairs", "read", iterator=True)
     patch(engine._Finite, "check", "NaN/Inf scan")

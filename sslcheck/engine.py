@@ -6,11 +6,14 @@ products in the compute dtype, added into sums there and merged in float64 8 chu
 `sslcheck.stats.BlockSums`); the loss terms of each batch
 of B rows, every loss sharing the batch's cached statistics (`sslcheck.losses.pair.Batch`); the
 moments of L2-normalised rows and positive-pair cosines; the rows of the seeded pair sample.
-Memory is O(D^2 + C D + S D) whatever N is; nothing builds an N x N matrix.
+Memory is O(D^2 + C D + S D) whatever N is; nothing builds an N x N matrix. On two CPU threads and
+up to D = 1024, chunks are dealt to two worker threads, each with its own statistics, merged after
+the pass (`sslcheck.parallel`, `chunk_workers`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -33,6 +36,7 @@ from sslcheck.losses.flavors import (
 )
 from sslcheck.losses.normalize import TF_SQ_GUARD, RowNorm, normalize_rows, row_sq_norms
 from sslcheck.losses.pair import Batch, RowValues, WholeSet
+from sslcheck.parallel import deal
 from sslcheck.result import InputInfo, LossResult, Result, Summary, finite_or_none
 from sslcheck.stats import (
     BlockSums,
@@ -52,6 +56,7 @@ PRODUCT_ELEMS = 1 << 21  # D x D entries per group (batched products slowed down
 PRODUCT_ROUTE_RATIO = 4  # per-batch D x D products below D = 4B, B x B Grams from there (see _score_batches)
 MIN_CHUNK_ROWS = 2048  # at large D the float64 absorb (O(D^2)) must be amortised over many rows
 ROWS_PER_DIM = 2  # ... and over at least 2 D rows (see chunk_size)
+PARALLEL_MAX_DIM = 1024  # chunks dealt to worker threads up to this D (see chunk_workers)
 Progress = Callable[[int, int], None]
 
 
@@ -176,17 +181,21 @@ class _Finite:
 
 
 class _BadValues:
-    """A count of bad values and the first row (global) holding one; -1 while there is none."""
+    """A count of bad values and the first row (global) holding one; -1 while there is none.
+    Workers add their chunks in any order (hence a lock, and the least row)."""
 
     def __init__(self) -> None:
         self.count, self.first_row = 0, -1
+        self._lock = threading.Lock()
 
     def add(self, start: int, bad: Tensor) -> None:
         """Count the True entries of `bad`, a mask of the rows from global row `start` on."""
         rows = bad.any(1).nonzero()
-        self.count += int(bad.sum())
-        if self.first_row < 0 and len(rows):
-            self.first_row = start + int(rows[0])
+        count = int(bad.sum())
+        with self._lock:
+            self.count += count
+            if len(rows) and (self.first_row < 0 or start + int(rows[0]) < self.first_row):
+                self.first_row = start + int(rows[0])
 
 
 def _no_bad_values(sq_diff: Tensor, start: int, views: tuple[tuple[Tensor, np.ndarray, _Finite], ...]) -> bool:
@@ -215,9 +224,17 @@ def evaluate(
     """Score a pair of views in one pass: every selected loss (per batch and whole set), the
     collapse diagnostics and the verdict."""
     s = settings or Settings()
+    if s.threads is not None and (isinstance(s.threads, bool) or not isinstance(s.threads, int) or s.threads < 1):
+        raise UsageError(f"--threads {s.threads}: expected a positive number of threads")
     device = resolve_device(s.device)
-    with full_float32_products(device):
-        return _evaluate(za, zb, s, device, labels, progress)
+    threads = torch.get_num_threads()  # the caller's, restored after (torch's setting is process-wide)
+    try:
+        if s.threads is not None:
+            torch.set_num_threads(s.threads)
+        with full_float32_products(device):
+            return _evaluate(za, zb, s, device, labels, progress)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _evaluate(
@@ -228,12 +245,7 @@ def _evaluate(
     labels: np.ndarray | None,
     progress: Progress | None,
 ) -> Result:
-    if s.threads is not None:
-        if isinstance(s.threads, bool) or not isinstance(s.threads, int) or s.threads < 1:
-            raise UsageError(f"--threads {s.threads}: expected a positive number of threads")
-        torch.set_num_threads(s.threads)
     from sslcheck.diagnostics import diagnose, resolve_thresholds
-    from sslcheck.diagnostics.pairs import unit_cosines
 
     resolve_thresholds(s.thresholds)  # a misspelt threshold fails before the pass, not after
     dtype = torch.float64 if s.dtype == "float64" else torch.float32
@@ -258,42 +270,35 @@ def _evaluate(
     sample_idx = sample_indices(n, s.sample_size)
     keeper = _RowKeeper(np.arange(n) if contrastive_whole else sample_idx, d, dtype, device)
 
-    moments = PairMoments.empty(d, device)
-    l2a = ElementMoments.empty((d,), device)
-    l2b = ElementMoments.empty((d,), device)
-    cosine = ElementMoments.empty((), device)
     batch_terms = _BatchValues(params, 0 if one_batch else n // bsz + (0 if s.drop_last else 1), device)
-    row_sums = {key: dict.fromkeys(LOSSES[key[0]].terms, 0.0) for key in params if LOSSES[key[0]].row_mean}
     finite_a, finite_b = _Finite(za, dtype), _Finite(zb, dtype)
-
-    with blas.products(device, dtype) as products:
-        blocks = BlockSums(moments, dtype, products)
-        start = 0
-        for ca, cb in _chunk_pairs(za, zb, chunk):
-            xa, xb = to_device(ca, device, dtype), to_device(cb, device, dtype)
-            if finite_a.bad or finite_b.bad:  # a bad value was seen: count the rest, compute nothing more
-                finite_a.check(start, xa, ca)
-                finite_b.check(start, xb, cb)
+    workers = chunk_workers(device, d)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads // workers)  # each worker's operations on its own thread(s)
+    try:
+        with blas.products(device, dtype) as products:
+            passes = [
+                _Pass(d, device, dtype, products, bsz if not one_batch else None, s.drop_last, params, workers)
+                for _ in range(workers)
+            ]
+            for part in passes:
+                part.share(batch_terms, keeper, finite_a, finite_b)
+            pairs = _chunk_pairs(za, zb, chunk)
+            report = (lambda rows: progress(rows, n)) if progress else None
+            if workers == 1:
+                _serial(pairs, passes[0], report)
             else:
-                rows = _row_values(xa, xb)
-                sq_diff = squared_difference_sum(xa, xb, rows.sq_diff)
-                if _no_bad_values(sq_diff, start, ((xa, ca, finite_a), (xb, cb, finite_b))):
-                    cross = (
-                        None
-                        if one_batch
-                        else _score_batches(xa, xb, rows, products, bsz, s.drop_last, params, batch_terms)
-                    )
-                    blocks.add(xa, xb, cross, sq_diff)
-                    ua, ub = rows.normalized["torch"]
-                    l2a.update(ua)
-                    l2b.update(ub)
-                    cosine.update(unit_cosines(ua, ub, *rows.row_sq))
-                    keeper.take(start, xa, xb)
-                    _accumulate_row_means(xa, xb, rows, params, row_sums)
-            start += xa.shape[0]
-            if progress:
-                progress(start, n)
-        blocks.flush()
+                deal(pairs, [part.chunk for part in passes], report)
+            for part in passes:
+                part.blocks.flush()
+    finally:
+        torch.set_num_threads(threads)
+    moments, l2a, l2b, cosine = passes[0].moments, passes[0].l2a, passes[0].l2b, passes[0].cosine
+    row_sums = passes[0].row_sums
+    for part in passes[1:]:  # in worker order: the same result on every run
+        moments, l2a, l2b = moments.merge(part.moments), l2a.merge(part.l2a), l2b.merge(part.l2b)
+        cosine = cosine.merge(part.cosine)
+        row_sums = {key: {t: v + part.row_sums[key][t] for t, v in terms.items()} for key, terms in row_sums.items()}
     finite_a.raise_if_bad()
     finite_b.raise_if_bad()
     if not moments.is_finite():
@@ -339,6 +344,100 @@ def _evaluate(
         warnings=warnings,
         arrays=arrays,
     )
+
+
+def chunk_workers(device: torch.device, d: int) -> int:
+    """Threads that take whole chunks (`sslcheck.parallel`): torch's thread count on a CPU with
+    up to `blas.MAX_WORKERS` of them and D <= PARALLEL_MAX_DIM, where it was measured; else 1.
+
+    With two: `score` at N = 2^20, D = 512 19.9-20.5 s against 22.1-24.2 s (36-38 against
+    39-43 s CPU); N = 2^17, D = 1024 9.1-9.8 against 10.2-11.1 s; at D = 2048, where a chunk's
+    time is its products, which torch's threads already split, no faster (14.5-17.4 against
+    15.5-16.2 s at N = 2^16) and 0.5 GB more (each worker's read buffers and D x D sums). More
+    threads than blas.MAX_WORKERS go to torch's own pool (unmeasured here), and a GPU has one
+    stream."""
+    threads = torch.get_num_threads()
+    return threads if device.type == "cpu" and 1 < threads <= blas.MAX_WORKERS and d <= PARALLEL_MAX_DIM else 1
+
+
+def _serial(
+    pairs: Iterator[tuple[np.ndarray, np.ndarray]], part: _Pass, progress: Callable[[int], None] | None
+) -> None:
+    """The pass on this thread (one worker)."""
+    start = 0
+    for ca, cb in pairs:
+        part.chunk(start, ca, cb)
+        start += ca.shape[0]
+        if progress:
+            progress(start)
+
+
+class _Pass:
+    """The statistics of one worker's chunks (all of them with one worker), merged after the pass."""
+
+    def __init__(
+        self,
+        d: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        products: blas.Products,
+        bsz: int | None,
+        drop_last: bool,
+        params: Mapping[tuple[str, str], Any],
+        workers: int,
+    ) -> None:
+        self.device, self.dtype, self.products = device, dtype, products
+        self.bsz, self.drop_last, self.params, self.workers = bsz, drop_last, params, workers
+        self.moments = PairMoments.empty(d, device)
+        self.blocks = BlockSums(self.moments, dtype, products)
+        self.l2a = ElementMoments.empty((d,), device)
+        self.l2b = ElementMoments.empty((d,), device)
+        self.cosine = ElementMoments.empty((), device)
+        self.row_sums = {key: dict.fromkeys(LOSSES[key[0]].terms, 0.0) for key in params if LOSSES[key[0]].row_mean}
+
+    def share(self, batch_terms: _BatchValues, keeper: _RowKeeper, finite_a: _Finite, finite_b: _Finite) -> None:
+        """What every worker writes into: per-batch values and kept rows (at their own indices),
+        and the NaN/Inf counts of each view."""
+        self.batch_terms, self.keeper, self.finite_a, self.finite_b = batch_terms, keeper, finite_a, finite_b
+
+    @torch.inference_mode()
+    def chunk(self, start: int, ca: np.ndarray, cb: np.ndarray) -> None:
+        """Absorb the chunk whose first row is global row `start` (`ca`, `cb` as read)."""
+        from sslcheck.diagnostics.pairs import unit_cosines
+
+        xa, xb = to_device(ca, self.device, self.dtype), to_device(cb, self.device, self.dtype)
+        finite_a, finite_b = self.finite_a, self.finite_b
+        if finite_a.bad or finite_b.bad:  # a bad value was seen: count the rest, compute nothing more
+            finite_a.check(start, xa, ca)
+            finite_b.check(start, xb, cb)
+            return
+        rows = _row_values(xa, xb)
+        sq_diff = squared_difference_sum(xa, xb, rows.sq_diff)
+        if not _no_bad_values(sq_diff, start, ((xa, ca, finite_a), (xb, cb, finite_b))):
+            return
+        cross = (
+            None
+            if self.bsz is None
+            else _score_batches(
+                xa,
+                xb,
+                rows,
+                self.products,
+                self.bsz,
+                self.drop_last,
+                self.params,
+                self.batch_terms,
+                start,
+                self.workers,
+            )
+        )
+        self.blocks.add(xa, xb, cross, sq_diff)
+        ua, ub = rows.normalized["torch"]
+        self.l2a.update(ua)
+        self.l2b.update(ub)
+        self.cosine.update(unit_cosines(ua, ub, *rows.row_sq))
+        self.keeper.take(start, xa, xb)
+        _accumulate_row_means(xa, xb, rows, self.params, self.row_sums)
 
 
 def _row_values(xa: Tensor, xb: Tensor) -> RowValues:
@@ -397,12 +496,12 @@ class _BatchValues:
         }
         self.count = dict.fromkeys(params, 0)
 
-    def add(self, key: tuple[str, str], terms: Mapping[str, Tensor]) -> None:
-        start = self.count[key]
+    def put(self, key: tuple[str, str], first: int, terms: Mapping[str, Tensor]) -> None:
+        """The values of batches first, first + 1, ... (each worker writes its own batches)."""
         for term, value in terms.items():
             flat = value.reshape(-1)
-            self.values[key][term][start : start + flat.numel()] = flat
-        self.count[key] = start + flat.numel()
+            self.values[key][term][first : first + flat.numel()] = flat
+        self.count[key] = max(self.count[key], first + flat.numel())
 
     def get(self, key: tuple[str, str]) -> dict[str, np.ndarray]:
         return {term: buf[: self.count[key]].cpu().numpy() for term, buf in self.values[key].items()}
@@ -417,10 +516,16 @@ def _score_batches(
     drop_last: bool,
     params: Mapping[tuple[str, str], Any],
     out: _BatchValues,
+    start: int,
+    workers: int = 1,
 ) -> CrossParts | None:
-    """Score every batch of B rows in a chunk: full batches k at a time as [k, B, D] (every loss
-    takes them so; k keeps the 2B x 2B similarity blocks near GROUP_ELEMS and any k D x D
-    products near PRODUCT_ELEMS), a short last one on its own unless it is dropped.
+    """Score every batch of B rows in a chunk whose first row is global row `start` (a multiple
+    of B): full batches k at a time as [k, B, D] (every loss takes them so; k keeps the 2B x 2B
+    similarity blocks near GROUP_ELEMS and any k D x D products near PRODUCT_ELEMS), a short last
+    one on its own unless it is dropped; each batch's values go to its index in `out`. With
+    several `workers` scoring chunks at once, each takes 1 / workers of those limits (peak RssAnon
+    at N = 2^18, D = 512, two workers: 333-353 MB in groups of 4 batches, 362-381 MB in groups of
+    8, equally fast).
 
     Below D = PRODUCT_ROUTE_RATIO * B, returns the chunk's cross products by batch: each batch's
     x_c^T y_c serves both Barlow's cross terms and the whole-set cross moment (one D x D product
@@ -432,13 +537,14 @@ def _score_batches(
     d = xa.shape[1]
     full = xa.shape[0] // bsz * bsz
     by_product = d < PRODUCT_ROUTE_RATIO * bsz
-    k = GROUP_ELEMS // (2 * bsz) ** 2
-    step = bsz * max(1, min(k, PRODUCT_ELEMS // d**2) if by_product else k)
+    k = GROUP_ELEMS // workers // (2 * bsz) ** 2
+    step = bsz * max(1, min(k, PRODUCT_ELEMS // workers // d**2) if by_product else k)
     groups = [
         (
             xa[i : min(i + step, full)].reshape(-1, bsz, d),
             xb[i : min(i + step, full)].reshape(-1, bsz, d),
             rows.rows(i, min(i + step, full), bsz),
+            (start + i) // bsz,
         )
         for i in range(0, full, step)
     ]
@@ -446,12 +552,14 @@ def _score_batches(
     if full < xa.shape[0]:
         ra, rb = xa[full:], xb[full:]
         if not drop_last:
-            groups.append((ra.unsqueeze(0), rb.unsqueeze(0), rows.rows(full, xa.shape[0], ra.shape[0])))
+            groups.append(
+                (ra.unsqueeze(0), rb.unsqueeze(0), rows.rows(full, xa.shape[0], ra.shape[0]), (start + full) // bsz)
+            )
         elif cross is not None:
             ma, mb = ra.mean(0, keepdim=True), rb.mean(0, keepdim=True)
             ca, cb = ra - ma, rb - mb
             cross.add(ra.shape[0], ma, mb, ca.sum(0), cb.sum(0), (ca.T @ cb).unsqueeze(0))
-    for ga, gb, known in groups:
+    for ga, gb, known, first in groups:
         batch = Batch(ga, gb, known, products)
         if cross is not None:
             cross.add(
@@ -463,7 +571,7 @@ def _score_batches(
                 batch.product("a", "b"),
             )
         for key, terms in _terms_by_key(batch, params):
-            out.add(key, terms)
+            out.put(key, first, terms)
     return cross
 
 

@@ -8,7 +8,10 @@ at N = 2^18, D = 512 were system time in page faults (measured). Its default thr
 after large frees, and its trim threshold hands freed heap back to the kernel, so the same faults
 recur, just less often. So the CLI raises both: the transients come from the heap and are reused
 chunk after chunk, and the resident set settles at the largest working set of one chunk, whatever N
-is (measured flat from N = 2^17 to 2^20; benchmarks/README.md).
+is (measured flat from N = 2^17 to 2^20; benchmarks/README.md). And one heap (arena) serves every
+thread: glibc gives each new thread an arena of its own, so the pass's two worker threads
+(`sslcheck.parallel`) each kept a high-water mark of transients the other could not reuse (peak
+RssAnon at N = 2^18, D = 512: 403 MB with an arena each, 367 MB with one, at the same speed).
 
 Threads. torch's OpenMP threads (libgomp) spin for GOMP_SPINCOUNT = 300000 rounds after each
 operation before they sleep: milliseconds in which they hold a core that numpy's single-threaded
@@ -29,6 +32,7 @@ MMAP_THRESHOLD = 256 << 20
 TRIM_THRESHOLD = 512 << 20
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 OPENMP_SPIN_COUNT = "10000"
 
 
@@ -43,12 +47,14 @@ def _libc() -> ctypes.CDLL | None:
 
 
 def keep_heap_for_reuse(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> None:
-    """Serve allocations below `mmap_threshold` from the heap and keep up to `trim_threshold` of
-    freed heap for reuse (process-wide glibc settings). The CLI, which owns its process, sets them."""
+    """Serve allocations below `mmap_threshold` from the heap, keep up to `trim_threshold` of
+    freed heap for reuse, and one heap for all threads created from now on (process-wide glibc
+    settings). The CLI, which owns its process, sets them before it starts any thread."""
     libc = _libc()
     if libc is not None:
         libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)
         libc.mallopt(M_TRIM_THRESHOLD, trim_threshold)
+        libc.mallopt(M_ARENA_MAX, 1)
 
 
 def spin_briefly(environ: MutableMapping[str, str] = os.environ) -> None:

@@ -1,0 +1,133 @@
+"""Chunks dealt round-robin to worker threads (`sslcheck.parallel`), and the engine's result with
+one worker against two."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sslcheck.engine import Settings, chunk_workers, evaluate_files
+from sslcheck.parallel import deal
+from sslcheck.render.flat import numeric_leaves
+from sslcheck.result import Result
+from tests.data import views
+
+
+def one_buffer_source(blocks: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yields each block (and its negation) from one reused pair of buffers, as the readers do:
+    a consumer that kept a view instead of a copy would see later blocks' values."""
+    buf_a, buf_b = np.empty_like(blocks[0]), np.empty_like(blocks[0])
+    for block in blocks:
+        a, b = buf_a[: len(block)], buf_b[: len(block)]
+        a[:] = block
+        np.negative(block, out=b)
+        yield a, b
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_each_worker_gets_its_chunks_in_order_as_copies(workers: int) -> None:
+    rng = np.random.default_rng(0)
+    blocks = [rng.standard_normal((7, 3)) for _ in range(10)] + [rng.standard_normal((4, 3))]
+    seen: list[list[tuple[int, np.ndarray, np.ndarray]]] = [[] for _ in range(workers)]
+
+    def consumer(w: int):  # type: ignore[no-untyped-def]
+        def consume(start: int, a: np.ndarray, b: np.ndarray) -> None:
+            time.sleep(0.001 * ((start + w) % 3))  # workers finish out of step
+            seen[w].append((start, a.copy(), b.copy()))
+
+        return consume
+
+    progress: list[int] = []
+    deal(one_buffer_source(blocks), [consumer(w) for w in range(workers)], progress.append)
+    starts = np.cumsum([0] + [len(b) for b in blocks])
+    for w in range(workers):
+        mine = list(range(w, len(blocks), workers))
+        assert [start for start, _, _ in seen[w]] == [starts[j] for j in mine]
+        for (_, a, b), j in zip(seen[w], mine, strict=True):
+            np.testing.assert_array_equal(a, blocks[j])
+            np.testing.assert_array_equal(b, -blocks[j])
+    assert progress == list(starts[1:])
+
+
+def test_a_worker_error_is_raised_and_every_thread_stops() -> None:
+    before = threading.active_count()
+    read = []
+
+    def source() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for j in range(1000):
+            read.append(j)
+            yield np.zeros((2, 2)), np.zeros((2, 2))
+
+    def fails(start: int, a: np.ndarray, b: np.ndarray) -> None:
+        if start >= 6:
+            raise ArithmeticError("worker 1 failed")
+
+    with pytest.raises(ArithmeticError, match="worker 1 failed"):
+        deal(source(), [lambda *args: None, fails])
+    assert len(read) < 1000  # dealing stopped
+    assert threading.active_count() == before
+
+
+def test_a_read_error_is_raised_and_every_thread_stops() -> None:
+    before = threading.active_count()
+
+    def source() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for _ in range(5):
+            yield np.zeros((2, 2)), np.zeros((2, 2))
+        raise OSError("the file ended early")
+
+    with pytest.raises(OSError, match="ended early"):
+        deal(source(), [lambda *args: None, lambda *args: None])
+    assert threading.active_count() == before
+
+
+@pytest.fixture
+def restore_threads() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def score(tmp_path: Path, threads: int, **settings: object) -> Result:
+    za, zb = views(2000, 40, 11, scale=0.6, spread=0.3)
+    pa, pb = tmp_path / "za.npy", tmp_path / "zb.npy"
+    np.save(pa, za)
+    np.save(pb, zb)
+    s = Settings(threads=threads, batch_size=64, chunk_rows=256, losses=("all",), **settings)  # type: ignore[arg-type]
+    return evaluate_files(str(pa), str(pb), s)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_two_workers_score_what_one_scores(tmp_path: Path, restore_threads: None, dtype: str) -> None:
+    """Another grouping of the same sums: every number equal to rounding, per-batch values in
+    batch order; the same on every run; the caller's thread count restored."""
+    torch.set_num_threads(2)
+    assert chunk_workers(torch.device("cpu"), 40) == 2
+    one = score(tmp_path, 1, dtype=dtype)
+    assert torch.get_num_threads() == 2
+    two = score(tmp_path, 2, dtype=dtype)
+    assert two.to_dict() == score(tmp_path, 2, dtype=dtype).to_dict()  # chunk j always to worker j mod 2
+    rtol = 1e-12 if dtype == "float64" else 1e-5
+    for loss, top in one.losses.items():
+        for term, values in top.per_batch_values.items():
+            np.testing.assert_allclose(two.losses[loss].per_batch_values[term], values, rtol=rtol, atol=1e-12)
+    want, got = numeric_leaves(one.to_dict()), numeric_leaves(two.to_dict())
+    assert want.keys() == got.keys()
+    for path, value in want.items():
+        assert got[path] == pytest.approx(value, rel=rtol, abs=1e-12), path
+    assert two.verdict == one.verdict
+
+
+def test_chunk_workers_only_where_measured(restore_threads: None) -> None:
+    torch.set_num_threads(2)
+    assert chunk_workers(torch.device("cpu"), 1024) == 2
+    assert chunk_workers(torch.device("cpu"), 1025) == 1  # products dominate: torch's threads
+    assert chunk_workers(torch.device("cuda"), 64) == 1  # one stream
+    torch.set_num_threads(1)
+    assert chunk_workers(torch.device("cpu"), 64) == 1
