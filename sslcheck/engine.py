@@ -270,7 +270,7 @@ def _evaluate(
     sample_idx = sample_indices(n, s.sample_size)
     keeper = _RowKeeper(np.arange(n) if contrastive_whole else sample_idx, d, dtype, device)
 
-    batch_terms = _BatchValues(params, 0 if one_batch else n // bsz + (0 if s.drop_last else 1), device)
+    batch_terms = _BatchValues(params, 0 if one_batch else n // bsz + (0 if s.drop_last or n % bsz == 0 else 1), device)
     finite_a, finite_b = _Finite(za, dtype), _Finite(zb, dtype)
     workers = chunk_workers(device, d)
     threads = torch.get_num_threads()
@@ -293,12 +293,8 @@ def _evaluate(
                 part.blocks.flush()
     finally:
         torch.set_num_threads(threads)
-    moments, l2a, l2b, cosine = passes[0].moments, passes[0].l2a, passes[0].l2b, passes[0].cosine
-    row_sums = passes[0].row_sums
-    for part in passes[1:]:  # in worker order: the same result on every run
-        moments, l2a, l2b = moments.merge(part.moments), l2a.merge(part.l2a), l2b.merge(part.l2b)
-        cosine = cosine.merge(part.cosine)
-        row_sums = {key: {t: v + part.row_sums[key][t] for t, v in terms.items()} for key, terms in row_sums.items()}
+    moments, l2a, l2b, cosine, row_sums = _merged(passes)
+    del passes, part  # the parts' own sums and moments: not needed beyond the merge
     finite_a.raise_if_bad()
     finite_b.raise_if_bad()
     if not moments.is_finite():
@@ -358,6 +354,23 @@ def chunk_workers(device: torch.device, d: int) -> int:
     stream."""
     threads = torch.get_num_threads()
     return threads if device.type == "cpu" and 1 < threads <= blas.MAX_WORKERS and d <= PARALLEL_MAX_DIM else 1
+
+
+def _merged(
+    passes: Sequence[_Pass],
+) -> tuple[PairMoments, ElementMoments, ElementMoments, ElementMoments, dict[tuple[str, str], dict[str, Any]]]:
+    """The workers' statistics together, merged in worker order: the same result on every run."""
+    first = passes[0]
+    moments, l2a, l2b, cosine, row_sums = first.moments, first.l2a, first.l2b, first.cosine, first.row_sums
+    for part in passes[1:]:
+        moments, l2a, l2b, cosine = (
+            moments.merge(part.moments),
+            l2a.merge(part.l2a),
+            l2b.merge(part.l2b),
+            cosine.merge(part.cosine),
+        )
+        row_sums = {key: {t: v + part.row_sums[key][t] for t, v in terms.items()} for key, terms in row_sums.items()}
+    return moments, l2a, l2b, cosine, row_sums
 
 
 def _serial(
@@ -494,17 +507,16 @@ class _BatchValues:
             key: {term: torch.empty(capacity, dtype=torch.float64, device=device) for term in LOSSES[key[0]].terms}
             for key in params
         }
-        self.count = dict.fromkeys(params, 0)
 
     def put(self, key: tuple[str, str], first: int, terms: Mapping[str, Tensor]) -> None:
-        """The values of batches first, first + 1, ... (each worker writes its own batches)."""
+        """The values of batches first, first + 1, ... (each worker writes its own batches; a
+        pass that scores every chunk fills every slot, and one that does not raises)."""
         for term, value in terms.items():
             flat = value.reshape(-1)
             self.values[key][term][first : first + flat.numel()] = flat
-        self.count[key] = max(self.count[key], first + flat.numel())
 
     def get(self, key: tuple[str, str]) -> dict[str, np.ndarray]:
-        return {term: buf[: self.count[key]].cpu().numpy() for term, buf in self.values[key].items()}
+        return {term: buf.cpu().numpy() for term, buf in self.values[key].items()}
 
 
 def _score_batches(

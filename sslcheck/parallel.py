@@ -26,13 +26,13 @@ BUFFERS = 2  # per worker: one being worked on, one being filled
 class _Worker(threading.Thread):
     """Runs `consume(start, a, b)` on each pair it is handed, in the order handed."""
 
-    def __init__(self, consume: Consumer) -> None:
-        super().__init__(daemon=True)
-        self.consume = consume
+    def __init__(self, consume: Consumer, stop: threading.Event, name: str) -> None:
+        super().__init__(daemon=True, name=name)
+        self.consume, self.stop = consume, stop
         self.inbox: queue.SimpleQueue[tuple[int, int, int] | None] = queue.SimpleQueue()
         self.free: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.buffers: list[tuple[np.ndarray, np.ndarray] | None] = [None] * BUFFERS
-        self.error: BaseException | None = None
+        self.error: tuple[int, BaseException] | None = None  # the failed chunk's first row, the error
         for slot in range(BUFFERS):
             self.free.put(slot)
 
@@ -40,11 +40,11 @@ class _Worker(threading.Thread):
         while (item := self.inbox.get()) is not None:
             start, slot, rows = item
             pair = self.buffers[slot]
-            if self.error is None and pair is not None:
+            if self.error is None and pair is not None and not self.stop.is_set():
                 try:
                     self.consume(start, pair[0][:rows], pair[1][:rows])
                 except BaseException as err:  # handed to the caller, which stops dealing
-                    self.error = err
+                    self.error = (start, err)
             self.free.put(slot)
 
     def fill(self, slot: int, a: np.ndarray, b: np.ndarray) -> None:
@@ -66,13 +66,14 @@ def deal(
     """Call consumers[j % W](start, a, b) for the j-th pair of blocks (start: its first row), each
     consumer on its own thread, on a copy of the blocks; `progress(rows read)` after each pair.
     Returns when every pair is consumed. An error is raised here once every thread has stopped:
-    the reader's, else that of the lowest-numbered worker that failed; once a worker has failed,
-    no further pair is read."""
-    workers = [_Worker(consume) for consume in consumers]
-    for worker in workers:
-        worker.start()
+    the reader's (or an interrupt), else that of the failed chunk that comes first in the file,
+    as a one-thread pass would raise it; once a worker has failed, dealing stops."""
+    stop = threading.Event()
+    workers = [_Worker(consume, stop, f"sslcheck-chunks-{w}") for w, consume in enumerate(consumers)]
     start = 0
     try:
+        for worker in workers:
+            worker.start()
         for j, (a, b) in enumerate(pairs):
             worker = workers[j % len(workers)]
             slot = worker.free.get()
@@ -83,11 +84,18 @@ def deal(
             start += len(a)
             if progress:
                 progress(start)
+    except BaseException:
+        stop.set()  # the workers drop what they hold instead of finishing it
+        raise
     finally:
         for worker in workers:
             worker.inbox.put(None)
         for worker in workers:
-            worker.join()
-    for worker in workers:
-        if worker.error is not None:
-            raise worker.error
+            if worker.ident is not None:  # started
+                worker.join()
+    errors = sorted((w.error for w in workers if w.error is not None), key=lambda e: e[0])
+    for worker in workers:  # an error's traceback would otherwise keep the buffers alive
+        worker.buffers = [None] * BUFFERS
+        worker.error = None
+    if errors:
+        raise errors[0][1]

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from sslcheck.engine import Settings, chunk_workers, evaluate_files
+from sslcheck.errors import InputError
 from sslcheck.parallel import deal
 from sslcheck.render.flat import numeric_leaves
 from sslcheck.result import Result
@@ -74,6 +75,34 @@ def test_a_worker_error_is_raised_and_every_thread_stops() -> None:
     assert threading.active_count() == before
 
 
+def test_the_error_of_the_first_failing_chunk_is_raised() -> None:
+    """As a one-thread pass would raise it, whichever worker failed first in time."""
+
+    def source() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for _ in range(6):
+            yield np.zeros((2, 2)), np.zeros((2, 2))
+
+    def late(start: int, a: np.ndarray, b: np.ndarray) -> None:  # worker 0: chunks 0, 2, 4
+        if start == 4:
+            raise ValueError("chunk 2")
+
+    def early(start: int, a: np.ndarray, b: np.ndarray) -> None:  # worker 1: chunks 1, 3, 5
+        time.sleep(0.05)
+        if start == 2:
+            raise ValueError("chunk 1")
+
+    with pytest.raises(ValueError, match="chunk 1"):
+        deal(source(), [late, early])
+
+
+def test_no_pairs_and_fewer_pairs_than_workers() -> None:
+    got: list[int] = []
+    deal(iter([]), [lambda start, a, b: got.append(start)] * 3)
+    assert got == []
+    deal(iter([(np.ones((3, 2)), np.ones((3, 2)))]), [lambda start, a, b: got.append(start)] * 3)
+    assert got == [0]
+
+
 def test_a_read_error_is_raised_and_every_thread_stops() -> None:
     before = threading.active_count()
 
@@ -122,6 +151,42 @@ def test_two_workers_score_what_one_scores(tmp_path: Path, restore_threads: None
     for path, value in want.items():
         assert got[path] == pytest.approx(value, rel=rtol, abs=1e-12), path
     assert two.verdict == one.verdict
+
+
+@pytest.mark.parametrize(
+    ("n", "settings"),
+    [
+        (2000, {"drop_last": False}),  # a short last batch (2000 = 31 x 64 + 16), written at index 31
+        (200, {}),  # N within one chunk: the second worker gets nothing
+        (2000, {"batch_size": None}),  # one batch of all rows: no per-batch values
+    ],
+)
+def test_two_workers_at_the_edges(tmp_path: Path, restore_threads: None, n: int, settings: dict) -> None:
+    za, zb = views(n, 40, 12, scale=0.6, spread=0.3)
+    pa, pb = tmp_path / "za.npy", tmp_path / "zb.npy"
+    np.save(pa, za)
+    np.save(pb, zb)
+    base = {"batch_size": 64, "chunk_rows": 256, "dtype": "float64", **settings}
+    one, two = (evaluate_files(str(pa), str(pb), Settings(threads=t, **base)) for t in (1, 2))  # type: ignore[arg-type]
+    for loss, top in one.losses.items():
+        assert two.losses[loss].n_batches == top.n_batches
+        for term, values in top.per_batch_values.items():
+            np.testing.assert_allclose(two.losses[loss].per_batch_values[term], values, rtol=1e-12, atol=1e-12)
+    want, got = numeric_leaves(one.to_dict()), numeric_leaves(two.to_dict())
+    for path, value in want.items():
+        assert got[path] == pytest.approx(value, rel=1e-12, abs=1e-12), path
+
+
+def test_two_workers_name_the_first_bad_row(tmp_path: Path, restore_threads: None) -> None:
+    """NaN in chunk 1 (worker 1) and chunk 2 (worker 0): the first row named is chunk 1's, the
+    count is of both, whichever worker got there first."""
+    za, zb = views(2000, 8, 13)
+    za[300, 2] = za[600, 1] = za[601, 5] = np.nan
+    pa, pb = tmp_path / "za.npy", tmp_path / "zb.npy"
+    np.save(pa, za)
+    np.save(pb, zb)
+    with pytest.raises(InputError, match=r"3 NaN/Inf values; the first in row 300"):
+        evaluate_files(str(pa), str(pb), Settings(threads=2, batch_size=64, chunk_rows=256))
 
 
 def test_chunk_workers_only_where_measured(restore_threads: None) -> None:
