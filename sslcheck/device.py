@@ -50,16 +50,24 @@ def to_device(block: np.ndarray, device: torch.device, dtype: torch.dtype) -> Te
 
 @contextmanager
 def full_float32_products(device: torch.device) -> Iterator[None]:
-    """float32 matrix products in IEEE float32 on a GPU for the duration, whatever the process set.
+    """Products in the compute dtype for the duration, whatever the caller set: no autocast (a
+    caller's `torch.autocast` would run them in bfloat16 or float16), and on a GPU float32 in
+    IEEE float32.
 
     A training script often enables TF32 (`torch.set_float32_matmul_precision("high")`, or
     `torch.backends.cuda.matmul.fp32_precision = "tf32"`), which lets cuBLAS round operands to 10
     mantissa bits (~5e-4 relative per product). The setting is process-wide, so only cuBLAS's is
     changed, and restored after the pass: through torch >= 2.9's per-backend setting where it
     exists (the legacy setter would also pin oneDNN's and drop what inherits), where a value
-    equal to the process-wide one goes back to inheriting it; else the legacy one. On the CPU
-    nothing changes (no TF32 there)."""
-    if device.type == "cpu":
+    equal to the process-wide one goes back to inheriting it; else the legacy one. Autocast is
+    per thread: the pass's worker threads (`sslcheck.parallel`) never see the caller's."""
+    with torch.autocast(device.type, enabled=False), _ieee_float32(device):
+        yield
+
+
+@contextmanager
+def _ieee_float32(device: torch.device) -> Iterator[None]:
+    if device.type == "cpu":  # no TF32 there
         yield
         return
     matmul = torch.backends.cuda.matmul

@@ -116,6 +116,21 @@ def test_full_float32_products_on_a_gpu_and_back(precision: None, how: str | Non
         assert precision_state() == before
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_callers_autocast_changes_no_number(tmp_path: Path, threads: int) -> None:
+    """Under torch.autocast("cpu") (bfloat16 products) the pass still computes in float32, with
+    one worker (the caller's thread) and with two."""
+    threads_before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        want = score(tmp_path, "cpu", "float32", threads=threads)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = score(tmp_path, "cpu", "float32", threads=threads)
+    finally:
+        torch.set_num_threads(threads_before)
+    assert got == want
+
+
 def test_full_float32_products_keeps_inheritance(precision: None) -> None:
     """cuBLAS's setting inheriting the process-wide one still follows it after a pass."""
     if not PER_BACKEND_API:
