@@ -24,6 +24,7 @@ from torch import Tensor
 
 from sslcheck import blas
 from sslcheck.device import full_float32_products, resolve_device, to_device
+from sslcheck.diagnostics.pairs import unit_cosines
 from sslcheck.errors import InputError, UsageError
 from sslcheck.io import ArraySource, open_pair
 from sslcheck.losses.flavors import (
@@ -272,29 +273,19 @@ def _evaluate(
 
     batch_terms = _BatchValues(params, 0 if one_batch else n // bsz + (0 if s.drop_last or n % bsz == 0 else 1), device)
     finite_a, finite_b = _Finite(za, dtype), _Finite(zb, dtype)
-    workers = chunk_workers(device, d)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(threads // workers)  # each worker's operations on its own thread(s)
-    try:
-        with blas.products(device, dtype) as products:
-            passes = [
-                _Pass(d, device, dtype, products, bsz if not one_batch else None, s.drop_last, params, workers)
-                for _ in range(workers)
-            ]
-            for part in passes:
-                part.share(batch_terms, keeper, finite_a, finite_b)
-            pairs = _chunk_pairs(za, zb, chunk)
-            report = (lambda rows: progress(rows, n)) if progress else None
-            if workers == 1:
-                _serial(pairs, passes[0], report)
-            else:
-                deal(pairs, [part.chunk for part in passes], report)
-            for part in passes:
-                part.blocks.flush()
-    finally:
-        torch.set_num_threads(threads)
-    moments, l2a, l2b, cosine, row_sums = _merged(passes)
-    del passes, part  # the parts' own sums and moments: not needed beyond the merge
+    setup = _PassSetup(
+        d=d,
+        device=device,
+        dtype=dtype,
+        bsz=None if one_batch else bsz,
+        drop_last=s.drop_last,
+        params=params,
+        workers=chunk_workers(device, d),
+        batch_terms=batch_terms,
+        keeper=keeper,
+        finite=(finite_a, finite_b),
+    )
+    moments, l2a, l2b, cosine, row_sums = _run_pass(setup, _chunk_pairs(za, zb, chunk), progress, n)
     finite_a.raise_if_bad()
     finite_b.raise_if_bad()
     if not moments.is_finite():
@@ -376,7 +367,7 @@ def _merged(
 def _serial(
     pairs: Iterator[tuple[np.ndarray, np.ndarray]], part: _Pass, progress: Callable[[int], None] | None
 ) -> None:
-    """The pass on this thread (one worker)."""
+    """The pass on this thread (one worker: the blocks as read, no copies)."""
     start = 0
     for ca, cb in pairs:
         part.chunk(start, ca, cb)
@@ -385,41 +376,63 @@ def _serial(
             progress(start)
 
 
+@dataclass(frozen=True)
+class _PassSetup:
+    """What every worker of a pass shares: how to compute (`bsz` None: one batch of all rows),
+    and where per-batch values and kept rows (each at its own index) and NaN/Inf counts go."""
+
+    d: int
+    device: torch.device
+    dtype: torch.dtype
+    bsz: int | None
+    drop_last: bool
+    params: Mapping[tuple[str, str], Any]
+    workers: int
+    batch_terms: _BatchValues
+    keeper: _RowKeeper
+    finite: tuple[_Finite, _Finite]
+
+
+def _run_pass(
+    setup: _PassSetup, pairs: Iterator[tuple[np.ndarray, np.ndarray]], progress: Progress | None, n: int
+) -> tuple[PairMoments, ElementMoments, ElementMoments, ElementMoments, dict[tuple[str, str], dict[str, Any]]]:
+    """Read every chunk once, on this thread or dealt to `setup.workers` threads (each running
+    its operations on its share of torch's threads), and return the merged statistics."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads // setup.workers)
+    try:
+        with blas.products(setup.device, setup.dtype) as products:
+            passes = [_Pass(setup, products) for _ in range(setup.workers)]
+            report = (lambda rows: progress(rows, n)) if progress else None
+            if setup.workers == 1:
+                _serial(pairs, passes[0], report)
+            else:
+                deal(pairs, [part.chunk for part in passes], report)
+            for part in passes:
+                part.blocks.flush()
+    finally:
+        torch.set_num_threads(threads)
+    return _merged(passes)
+
+
 class _Pass:
     """The statistics of one worker's chunks (all of them with one worker), merged after the pass."""
 
-    def __init__(
-        self,
-        d: int,
-        device: torch.device,
-        dtype: torch.dtype,
-        products: blas.Products,
-        bsz: int | None,
-        drop_last: bool,
-        params: Mapping[tuple[str, str], Any],
-        workers: int,
-    ) -> None:
-        self.device, self.dtype, self.products = device, dtype, products
-        self.bsz, self.drop_last, self.params, self.workers = bsz, drop_last, params, workers
-        self.moments = PairMoments.empty(d, device)
-        self.blocks = BlockSums(self.moments, dtype, products)
-        self.l2a = ElementMoments.empty((d,), device)
-        self.l2b = ElementMoments.empty((d,), device)
-        self.cosine = ElementMoments.empty((), device)
-        self.row_sums = {key: dict.fromkeys(LOSSES[key[0]].terms, 0.0) for key in params if LOSSES[key[0]].row_mean}
-
-    def share(self, batch_terms: _BatchValues, keeper: _RowKeeper, finite_a: _Finite, finite_b: _Finite) -> None:
-        """What every worker writes into: per-batch values and kept rows (at their own indices),
-        and the NaN/Inf counts of each view."""
-        self.batch_terms, self.keeper, self.finite_a, self.finite_b = batch_terms, keeper, finite_a, finite_b
+    def __init__(self, setup: _PassSetup, products: blas.Products) -> None:
+        self.setup, self.products = setup, products
+        self.moments = PairMoments.empty(setup.d, setup.device)
+        self.blocks = BlockSums(self.moments, setup.dtype, products)
+        self.l2a = ElementMoments.empty((setup.d,), setup.device)
+        self.l2b = ElementMoments.empty((setup.d,), setup.device)
+        self.cosine = ElementMoments.empty((), setup.device)
+        self.row_sums = {k: dict.fromkeys(LOSSES[k[0]].terms, 0.0) for k in setup.params if LOSSES[k[0]].row_mean}
 
     @torch.inference_mode()
     def chunk(self, start: int, ca: np.ndarray, cb: np.ndarray) -> None:
         """Absorb the chunk whose first row is global row `start` (`ca`, `cb` as read)."""
-        from sslcheck.diagnostics.pairs import unit_cosines
-
-        xa, xb = to_device(ca, self.device, self.dtype), to_device(cb, self.device, self.dtype)
-        finite_a, finite_b = self.finite_a, self.finite_b
+        setup = self.setup
+        xa, xb = to_device(ca, setup.device, setup.dtype), to_device(cb, setup.device, setup.dtype)
+        finite_a, finite_b = setup.finite
         if finite_a.bad or finite_b.bad:  # a bad value was seen: count the rest, compute nothing more
             finite_a.check(start, xa, ca)
             finite_b.check(start, xb, cb)
@@ -430,18 +443,18 @@ class _Pass:
             return
         cross = (
             None
-            if self.bsz is None
+            if setup.bsz is None
             else _score_batches(
                 xa,
                 xb,
                 rows,
                 self.products,
-                self.bsz,
-                self.drop_last,
-                self.params,
-                self.batch_terms,
+                setup.bsz,
+                setup.drop_last,
+                setup.params,
+                setup.batch_terms,
                 start,
-                self.workers,
+                setup.workers,
             )
         )
         self.blocks.add(xa, xb, cross, sq_diff)
@@ -449,8 +462,8 @@ class _Pass:
         self.l2a.update(ua)
         self.l2b.update(ub)
         self.cosine.update(unit_cosines(ua, ub, *rows.row_sq))
-        self.keeper.take(start, xa, xb)
-        _accumulate_row_means(xa, xb, rows, self.params, self.row_sums)
+        setup.keeper.take(start, xa, xb)
+        _accumulate_row_means(xa, xb, rows, setup.params, self.row_sums)
 
 
 def _row_values(xa: Tensor, xb: Tensor) -> RowValues:
