@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sslcheck.errors import InputError
-from sslcheck.io.source import bfloat16_to_float32, read_exact
+from sslcheck.io.source import as_bytes, bfloat16_to_float32, read_exact
 
 CHECK_PIECE = 1 << 24  # bytes read at a time where a checksum needs bytes no chunk holds
 
@@ -81,7 +81,7 @@ class RawArray:
                 r = min(rows, self.n - start)
                 read_exact(f, buf[:r], label)
                 if self.checksum is not None:
-                    crc = zlib.crc32(_bytes(buf[:r]), crc)  # as stored: before any byte swap
+                    crc = zlib.crc32(as_bytes(buf[:r]), crc)  # as stored: before any byte swap
                     if start + r == self.n:  # a consumer may stop at the last chunk: check first
                         self._verify(f, self.offset + self.nbytes, self.checksum.stop, crc, label)
                 yield self._widen(buf[:r], None if out is None else out[:r])
@@ -112,13 +112,8 @@ def _crc_of(f: io.FileIO, start: int, stop: int, crc: int, label: str) -> int:
     for at in range(start, stop, CHECK_PIECE):
         view = piece[: min(CHECK_PIECE, stop - at)]
         read_exact(f, view, label)
-        crc = zlib.crc32(_bytes(view), crc)
+        crc = zlib.crc32(as_bytes(view), crc)
     return crc
-
-
-def _bytes(block: np.ndarray) -> memoryview:
-    """The bytes of a C-contiguous block, without a copy."""
-    return memoryview(block).cast("B")  # type: ignore[arg-type]
 
 
 def to_native(block: np.ndarray) -> np.ndarray:

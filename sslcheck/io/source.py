@@ -134,9 +134,14 @@ class ReadsInto(Protocol):
     def readinto(self, buffer: memoryview, /) -> int | None: ...
 
 
+def as_bytes(block: np.ndarray) -> memoryview:
+    """The bytes of a C-contiguous array, without a copy."""
+    return memoryview(block).cast("B")  # type: ignore[arg-type]
+
+
 def read_exact(f: ReadsInto, out: np.ndarray, label: str) -> None:
     """Fill the C-contiguous array `out` from `f`, looping over short reads; EOF: InputError."""
-    view = memoryview(out).cast("B")  # type: ignore[arg-type]
+    view = as_bytes(out)
     got = 0
     while got < len(view):
         k = f.readinto(view[got:])
