@@ -19,6 +19,14 @@ def views(n: int, d: int, seed: int, scale: float = 1.0, spread: float = 0.7) ->
     return za, zb
 
 
+def save_pair(folder: Path, za: np.ndarray, zb: np.ndarray, name: str = "") -> tuple[str, str]:
+    """Write the views as `za{name}.npy` and `zb{name}.npy` in `folder`; return their paths."""
+    paths = folder / f"za{name}.npy", folder / f"zb{name}.npy"
+    for path, view in zip(paths, (za, zb), strict=True):
+        np.save(path, view)
+    return str(paths[0]), str(paths[1])
+
+
 def sample(name: str) -> list[str]:
     """The two files of a bundled sample pair."""
     return [str(SAMPLE / f"{name}_za.npy"), str(SAMPLE / f"{name}_zb.npy")]

@@ -18,7 +18,7 @@ from sslcheck.device import full_float32_products, resolve_device, to_device
 from sslcheck.engine import Settings, evaluate_files
 from sslcheck.errors import UsageError
 from sslcheck.render.flat import numeric_leaves
-from tests.data import views
+from tests.data import save_pair, views
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")  # a name only: constructing it needs no GPU
@@ -182,11 +182,9 @@ def assert_equal_results(cpu: dict, gpu: dict, rtol: float, atol: float) -> None
 
 def score(tmp_path: Path, device: str, dtype: str, **settings: object) -> dict:
     za, zb = views(3000, 96, 7, scale=0.6, spread=0.3)
-    pa, pb = tmp_path / "za.npy", tmp_path / "zb.npy"
-    np.save(pa, za.astype(np.float32))
-    np.save(pb, zb.astype(np.float32))
+    pa, pb = save_pair(tmp_path, za.astype(np.float32), zb.astype(np.float32))
     s = Settings(device=device, dtype=dtype, batch_size=128, chunk_rows=512, **settings)  # type: ignore[arg-type]
-    return evaluate_files(str(pa), str(pb), s).to_dict()
+    return evaluate_files(pa, pb, s).to_dict()
 
 
 @needs_gpu

@@ -13,7 +13,7 @@ from sslcheck.engine import Settings, evaluate_files
 from sslcheck.errors import InputError, UsageError
 from sslcheck.losses.flavors import FLAVORS, LOSSES, params_dict, resolve_params
 from sslcheck.result import Result
-from tests.data import views
+from tests.data import save_pair, views
 from tests.oracles import numpy_reference as ref
 
 RTOL = 1e-10
@@ -34,10 +34,7 @@ class Runner:
 
     def files(self, za: np.ndarray, zb: np.ndarray) -> tuple[str, str]:
         self.count += 1
-        pa, pb = self.tmp_path / f"za{self.count}.npy", self.tmp_path / f"zb{self.count}.npy"
-        np.save(pa, za)
-        np.save(pb, zb)
-        return str(pa), str(pb)
+        return save_pair(self.tmp_path, za, zb, str(self.count))
 
     def __call__(self, za: np.ndarray, zb: np.ndarray, **settings: object) -> Result:
         settings.setdefault("dtype", "float64")

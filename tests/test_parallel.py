@@ -17,7 +17,7 @@ from sslcheck.errors import InputError
 from sslcheck.parallel import deal
 from sslcheck.render.flat import numeric_leaves
 from sslcheck.result import Result
-from tests.data import views
+from tests.data import save_pair, views
 
 
 def one_buffer_source(blocks: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -125,11 +125,9 @@ def restore_threads() -> Iterator[None]:
 
 def score(tmp_path: Path, threads: int, **settings: object) -> Result:
     za, zb = views(2000, 40, 11, scale=0.6, spread=0.3)
-    pa, pb = tmp_path / "za.npy", tmp_path / "zb.npy"
-    np.save(pa, za)
-    np.save(pb, zb)
+    pa, pb = save_pair(tmp_path, za, zb)
     s = Settings(threads=threads, batch_size=64, chunk_rows=256, losses=("all",), **settings)  # type: ignore[arg-type]
-    return evaluate_files(str(pa), str(pb), s)
+    return evaluate_files(pa, pb, s)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -163,11 +161,9 @@ def test_two_workers_score_what_one_scores(tmp_path: Path, restore_threads: None
 )
 def test_two_workers_at_the_edges(tmp_path: Path, restore_threads: None, n: int, settings: dict) -> None:
     za, zb = views(n, 40, 12, scale=0.6, spread=0.3)
-    pa, pb = tmp_path / "za.npy", tmp_path / "zb.npy"
-    np.save(pa, za)
-    np.save(pb, zb)
+    pa, pb = save_pair(tmp_path, za, zb)
     base = {"batch_size": 64, "chunk_rows": 256, "dtype": "float64", **settings}
-    one, two = (evaluate_files(str(pa), str(pb), Settings(threads=t, **base)) for t in (1, 2))  # type: ignore[arg-type]
+    one, two = (evaluate_files(pa, pb, Settings(threads=t, **base)) for t in (1, 2))  # type: ignore[arg-type]
     for loss, top in one.losses.items():
         assert two.losses[loss].n_batches == top.n_batches
         for term, values in top.per_batch_values.items():
@@ -182,11 +178,9 @@ def test_two_workers_name_the_first_bad_row(tmp_path: Path, restore_threads: Non
     count is of both, whichever worker got there first."""
     za, zb = views(2000, 8, 13)
     za[300, 2] = za[600, 1] = za[601, 5] = np.nan
-    pa, pb = tmp_path / "za.npy", tmp_path / "zb.npy"
-    np.save(pa, za)
-    np.save(pb, zb)
+    pa, pb = save_pair(tmp_path, za, zb)
     with pytest.raises(InputError, match=r"3 NaN/Inf values; the first in row 300"):
-        evaluate_files(str(pa), str(pb), Settings(threads=2, batch_size=64, chunk_rows=256))
+        evaluate_files(pa, pb, Settings(threads=2, batch_size=64, chunk_rows=256))
 
 
 def test_chunk_workers_only_where_measured(restore_threads: None) -> None:
