@@ -260,6 +260,57 @@ def test_output_path_that_cannot_be_written_is_one_error_line(runner, pair, tmp_
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_output_through_a_symlink_replaces_its_target_and_keeps_the_link(runner, pair, tmp_path):
+    real, link = tmp_path / "real.json", tmp_path / "link.json"
+    real.write_text("old")
+    link.symlink_to(real.name)
+    res = runner.invoke(app, ["score", *pair, "--format", "json", "-o", str(link), "-q"])
+    assert res.exit_code == 0, res.stderr
+    assert link.is_symlink() and json.loads(real.read_text())["schema_version"] == 1
+
+
+def test_output_to_a_pipe_is_written_in_place_not_replaced_by_a_file(runner, pair, tmp_path):
+    """-o /dev/null, /dev/stdout or a named pipe: renaming a temporary file over it would put a
+    regular file in its place (as root, over /dev/null itself)."""
+    import os
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    res = runner.invoke(app, ["score", *pair, "--format", "json", "-o", str(fifo), "-q"])
+    reader.join(timeout=60)
+    assert res.exit_code == 0, res.stderr
+    assert fifo.is_fifo() and json.loads(got[0])["schema_version"] == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("command", ["score", "check", "report"])
+def test_an_output_that_cannot_be_written_fails_before_the_pass(runner, pair, tmp_path, monkeypatch, command):
+    """Checked before the evaluation (which is never called) and before any output is written:
+    `check --json ok.json --junit BAD` leaves no ok.json behind."""
+    from sslcheck import engine
+
+    def never(*args, **kwargs):
+        raise AssertionError("evaluated before the output was checked")
+
+    monkeypatch.setattr(engine, "evaluate_files", never)
+    (tmp_path / "file").write_text("")
+    bad = str(tmp_path / "file" / "x.json")  # under a regular file: no such folder can exist
+    args = {
+        "score": ["-o", bad],
+        "check": ["--json", str(tmp_path / "ok.json"), "--junit", bad],
+        "report": ["-o", bad],
+    }[command]
+    res = runner.invoke(app, [command, *pair, *args])
+    assert res.exit_code == 2 and res.stdout == ""
+    [line] = res.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and "is not a folder" in line, line
+    assert not (tmp_path / "ok.json").exists()
+
+
 def test_a_file_the_system_refuses_is_named_not_an_internal_error(runner, pair, monkeypatch):
     from sslcheck import engine
 

@@ -94,6 +94,11 @@ def check(
     base = load_baseline(baseline or cfg.get("baseline"))
     if relative and base is None:
         raise UsageError("--max-drop / --max-rise need --baseline OLD.json")
+    from sslcheck.render.atomic import output_target
+
+    for out in (json_out, junit, summary_md):  # fail before the pass, and before any file is written
+        if out:
+            output_target(out)
 
     result = run_evaluation(run)
     data = result.to_dict()

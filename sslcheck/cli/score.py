@@ -34,6 +34,10 @@ def score(
     Example: sslcheck score sample_data/healthy_za.npy sample_data/healthy_zb.npy --flavor lightly
     """
     fmt = choice("--format", format, FORMATS)
+    if output is not None:
+        from sslcheck.render.atomic import output_target
+
+        output_target(output)  # fail before the pass, not after it
     data = run_evaluation(run).to_dict()
     if fmt == "table" and output is None:
         from rich.console import Console

@@ -54,6 +54,11 @@ def check_target(out_dir: str | Path, force: bool = False) -> Path:
             raise UsageError(f"{out_dir} exists and is not a folder")
         if not force:
             raise UsageError(f"{out_dir} exists; use --force to replace it")
+    base = next(p for p in target.parents if p.exists())  # the folder its missing parents go in
+    if not base.is_dir():
+        raise UsageError(f"{out_dir}: cannot create the folder {target.parent} ({base} is not a folder)")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise UsageError(f"{out_dir}: cannot write in {base} (permission denied)")
     return target
 
 
