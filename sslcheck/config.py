@@ -42,6 +42,8 @@ KEYS: dict[str, tuple[type, ...]] = {
     "thresholds": (dict,),
 }
 PATH_KEYS = ("labels", "baseline")
+TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}
+TYPE_NAMES[dict] = "a table"
 
 
 @dataclass
@@ -98,8 +100,8 @@ def load_config(path: str | None = None) -> Config:
         if key not in KEYS:
             raise UsageError(f"{cfg_path}: unknown config key {key!r}{closest(key, list(KEYS))}")
         if not _is_kind(value, KEYS[key]):
-            kinds = " or ".join(t.__name__ for t in KEYS[key])
-            raise UsageError(f"{cfg_path}: config key {key!r} must be a {kinds}, not {type(value).__name__}")
+            kinds = " or ".join(TYPE_NAMES.get(t, t.__name__) for t in KEYS[key])
+            raise UsageError(f"{cfg_path}: config key {key!r} must be {kinds}, not {type(value).__name__}")
         if isinstance(value, list) and not all(isinstance(item, str) for item in value):
             raise UsageError(f"{cfg_path}: config key {key!r} must be a list of strings")
         if key in PATH_KEYS:

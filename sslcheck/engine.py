@@ -13,6 +13,7 @@ the pass (`sslcheck.parallel`, `chunk_workers`).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ PRODUCT_ELEMS = 1 << 21  # D x D entries per group (batched products slowed down
 PRODUCT_ROUTE_RATIO = 4  # per-batch D x D products below D = 4B, B x B Grams from there (see _score_batches)
 MIN_CHUNK_ROWS = 2048  # at large D the float64 absorb (O(D^2)) must be amortised over many rows
 ROWS_PER_DIM = 2  # ... and over at least 2 D rows (see chunk_size)
+THREADS_PER_CPU = 4  # --threads above this many per CPU is refused (see max_threads)
 PARALLEL_MAX_DIM = 1024  # chunks dealt to worker threads up to this D (see chunk_workers)
 Progress = Callable[[int, int], None]
 
@@ -92,6 +94,12 @@ class Settings:
     def flavors(self) -> list[str]:
         flavor = check_flavor(self.flavor)
         return list(FLAVORS) if flavor == "all" else [flavor]
+
+
+def max_threads() -> int:
+    """The most `--threads` accepted: THREADS_PER_CPU x the CPUs this process may run on."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return THREADS_PER_CPU * max(1, cpus)
 
 
 def chunk_size(rows: int | None, bsz: int | None, d: int) -> int:
@@ -227,6 +235,11 @@ def evaluate(
     s = settings or Settings()
     if s.threads is not None and (isinstance(s.threads, bool) or not isinstance(s.threads, int) or s.threads < 1):
         raise UsageError(f"--threads {s.threads}: expected a positive number of threads")
+    if s.threads is not None and s.threads > max_threads():
+        raise UsageError(
+            f"--threads {s.threads}: at most {max_threads()} here ({THREADS_PER_CPU} per CPU this process may use; "
+            "more only slows torch down, and thousands make OpenMP fail to start them)"
+        )
     device = resolve_device(s.device)
     threads = torch.get_num_threads()  # the caller's, restored after (torch's setting is process-wide)
     try:

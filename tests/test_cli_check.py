@@ -229,14 +229,15 @@ def test_config_precedence(runner, tmp_path, monkeypatch):
     ("content", "message"),
     [
         ('flavour = "lightly"\n', "unknown config key 'flavour' (did you mean 'flavor'?)"),
-        ("batch_size = [1]\n", "must be a int or str"),
+        ("batch_size = [1]\n", "must be an integer or a string, not list"),
         ("flavor = \n", "not valid TOML"),
         ("[thresholds]\ndimensional_rank_ratio = 0.1\n", "unknown threshold"),
         ("[thresholds]\ndimensional_rank_ratio_centered = true\n", "True is not a number"),
-        ("threads = true\n", "'threads' must be a int, not bool"),
+        ("threads = true\n", "'threads' must be an integer, not bool"),
         ("gates = [5]\n", "'gates' must be a list of strings"),
         ('loss = ["vicreg", 1]\n', "'loss' must be a list of strings"),
         ("threads = 0\n", "--threads 0: expected a positive number"),
+        ("threads = 100000\n", "--threads 100000: at most"),
     ],
 )
 def test_config_errors(runner, tmp_path, monkeypatch, content, message):
