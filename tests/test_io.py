@@ -536,10 +536,46 @@ def test_safetensors_truncated_and_garbage_header(tmp_path: Path) -> None:
     _raises(path, "header is not JSON")
     header = json.dumps({"za": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 8]}})
     path.write_bytes(len(header).to_bytes(8, "little") + header.encode() + bytes(16))
-    _raises(path, r"needs 16 bytes, data_offsets span 8", "za")
+    _raises(path, r"needs 16 bytes, data_offsets \[0, 8\] span 8", "za")
     header = json.dumps({"za": {"dtype": "F32", "shape": [2, 2]}})
     path.write_bytes(len(header).to_bytes(8, "little") + header.encode() + bytes(16))
     _raises(path, "malformed safetensors header", "za")
+
+
+def _entry(begin: object, end: object) -> dict:
+    return {"dtype": "F32", "shape": [2, 2], "data_offsets": [begin, end]}
+
+
+@pytest.mark.parametrize(
+    ("header", "size", "match"),
+    [
+        ({"za": _entry(0, 16), "zb": _entry(0, 16)}, 16, r"'zb' at bytes 0-16 overlaps the tensor before it"),
+        ({"za": _entry(0, 16), "zb": _entry(8, 24)}, 24, "overlaps the tensor before it"),
+        ({"za": _entry(0, 16), "zb": _entry(20, 36)}, 36, "leaves a gap of 4 bytes before it"),
+        ({"za": _entry(4, 20)}, 20, "leaves a gap of 4 bytes"),
+        ({"za": _entry(0, 16)}, 20, r"bytes after the tensors: its tensors take 16 bytes, it holds 20"),
+        ({"za": _entry(0.0, 16.0)}, 16, "malformed safetensors header for 'za'"),
+        ({"za": _entry("0", "16")}, 16, "malformed safetensors header for 'za'"),
+        ({"za": _entry(16, 0)}, 16, "malformed safetensors header for 'za'"),
+        ({"za": _entry(0, 16), "__metadata__": ["x"]}, 16, "__metadata__ is not a map of strings"),
+        ({"za": _entry(0, 16), "__metadata__": {"a": 1}}, 16, "__metadata__ is not a map of strings"),
+        ({"za": _entry(0, 16), "i": {"dtype": "I64", "shape": [3], "data_offsets": [16, 32]}}, 32, "needs 24 bytes"),
+    ],
+)
+def test_safetensors_layout_is_checked_as_the_library_checks_it(
+    tmp_path: Path, header: dict, size: int, match: str
+) -> None:
+    """Byte ranges that overlap (two views on the same bytes would score a view against
+    itself: alignment 0, healthy), leave gaps or trailing bytes, non-integer offsets and a
+    malformed __metadata__: each refused, as the safetensors library refuses them."""
+    path = tmp_path / "z.safetensors"
+    text = json.dumps(header).encode()
+    path.write_bytes(len(text).to_bytes(8, "little") + text + bytes(size))
+    _raises(path, match, "za")
+    if "overlaps" not in match and "gap" not in match and "after" not in match:
+        return
+    with pytest.raises(safetensors.SafetensorError):  # the library agrees
+        safetensors.numpy.load_file(path)
 
 
 @pytest.mark.parametrize(

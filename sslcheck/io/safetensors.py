@@ -9,6 +9,7 @@ the end of the header. Rows are read by offset with `RawArray`; BF16 is widened 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,8 @@ DTYPES: dict[str, tuple[str, str]] = {
     "F64": ("float64", "<f8"),
 }
 MAX_HEADER = 100_000_000  # the safetensors library's own limit
+ITEM_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "I16": 16, "U16": 16, "F16": 16, "BF16": 16}
+ITEM_BITS |= {"I32": 32, "U32": 32, "F32": 32, "I64": 64, "U64": 64, "F64": 64}  # sizes to check (others: tiling only)
 
 
 class SafetensorsSource(ArraySource):
@@ -40,23 +43,11 @@ class SafetensorsSource(ArraySource):
         header, data_start = _read_header(path, size)
         self.key = select_key(self.path, [k for k in header if k != "__metadata__"], key)
         entry = header[self.key]
-        try:
-            st_dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
-            if not isinstance(shape, list) or not all(type(s) is int for s in shape):
-                raise ValueError("the shape is not a list of integers")
-            shape = tuple(shape)
-            begin, end = int(begin), int(end)
-        except (TypeError, KeyError, ValueError):
-            raise InputError(f"{self.label}: malformed safetensors header: {entry!r}") from None
+        st_dtype, shape, begin = entry["dtype"], tuple(entry["shape"]), entry["data_offsets"][0]
         name, stored = DTYPES.get(str(st_dtype), (str(st_dtype), ""))
         self.n, self.d, self.dtype = validate_shape(self.label, shape, name)
+        # the layout was checked with the header: its bytes are its own and lie within the file
         raw = RawArray(self.path, data_start + begin, np.dtype(stored), self.n, self.d, bfloat16=name == "bfloat16")
-        if end - begin != raw.nbytes or begin < 0:  # (validate_shape refused negative sizes)
-            raise InputError(
-                f"{self.label}: malformed safetensors header: shape {shape} {st_dtype} needs "
-                f"{raw.nbytes} bytes, data_offsets span {end - begin}"
-            )
-        raw.require_within(size, self.label)
         self._raw = raw
         self.nbytes = raw.nbytes
 
@@ -83,4 +74,50 @@ def _read_header(path: Path, size: int) -> tuple[dict[str, dict], int]:
         raise InputError(f"{path}: not a valid .safetensors file (header is not JSON: {err})") from None
     if not isinstance(header, dict) or not all(isinstance(v, dict) for k, v in header.items() if k != "__metadata__"):
         raise InputError(f"{path}: not a valid .safetensors file (header is not a tensor table)")
+    _check_layout(path, header, size - 8 - length)
     return header, 8 + length
+
+
+def _is_int(x: object) -> bool:
+    return type(x) is int  # not bool, not a float such as 0.7 (the format's offsets are u64)
+
+
+def _check_layout(path: Path, header: dict[str, dict], buffer: int) -> None:
+    """The safetensors library's own checks: every entry a dtype, a shape of integers >= 0 and
+    integer offsets; the tensors' byte ranges, in order, tile the data buffer exactly (no overlap,
+    no gap, nothing after), each as long as its shape and dtype need; `__metadata__` a map of
+    strings. Two tensors on the same bytes would score a view against itself."""
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise InputError(f"{path}: not a valid .safetensors file (__metadata__ is not a map of strings)")
+    spans = []
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if not (
+            isinstance(dtype, str)
+            and isinstance(shape, list)
+            and all(_is_int(s) and s >= 0 for s in shape)
+            and isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(_is_int(o) for o in offsets)
+            and 0 <= offsets[0] <= offsets[1]
+        ):
+            raise InputError(f"{path}: malformed safetensors header for {key!r}: {entry!r}")
+        bits = ITEM_BITS.get(dtype)
+        if bits is not None and math.prod(shape) * bits // 8 != offsets[1] - offsets[0]:
+            raise InputError(
+                f"{path}: malformed safetensors header for {key!r}: shape {shape} {dtype} needs "
+                f"{math.prod(shape) * bits // 8} bytes, data_offsets {offsets} span {offsets[1] - offsets[0]}"
+            )
+        spans.append((offsets[0], offsets[1], key))
+    at = 0
+    for begin, end, key in sorted(spans):
+        if begin != at:
+            what = "overlaps the tensor before it" if begin < at else f"leaves a gap of {begin - at} bytes before it"
+            raise InputError(f"{path}: not a valid .safetensors file ({key!r} at bytes {begin}-{end} {what})")
+        at = end
+    if at != buffer:
+        what = "truncated: its" if at > buffer else "bytes after the tensors: its"
+        raise InputError(f"{path}: not a valid .safetensors file ({what} tensors take {at} bytes, it holds {buffer})")
