@@ -6,6 +6,7 @@ and `--version` stay fast.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Any
 
@@ -23,6 +24,26 @@ from sslcheck.errors import SSLCheckError
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def detach_stdout() -> None:
+    """Point stdout at /dev/null once its reader has gone, so that nothing more (the final flush
+    at exit included) fails on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def stdout_console(piped_width: int = 160) -> Any:
+    """A rich Console on stdout, `piped_width` columns wide when stdout is not a terminal. Its
+    closed pipe raises BrokenPipeError (for `OneLineErrors.invoke`), where rich would exit 1."""
+    from rich.console import Console
+
+    class StdoutConsole(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError
+
+    return StdoutConsole(file=sys.stdout, width=None if sys.stdout.isatty() else piped_width)
+
+
 def error_exit(message: str) -> None:
     typer.echo(f"Error: {message}", err=True)
     sys.exit(EXIT_USAGE)
@@ -31,6 +52,15 @@ def error_exit(message: str) -> None:
 class OneLineErrors(TyperGroup):
     """Runs commands in non-standalone mode so usage, input and internal errors print as one
     `Error:` line (greppable in CI logs) instead of a boxed panel or a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """A command whose stdout reader went away (`| head`) exits 0, not click's 1 (the code
+        of a failed gate); `check` keeps its gates' code (it catches the error itself)."""
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            detach_stdout()
+            raise typer.Exit(EXIT_OK) from None
 
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
@@ -52,8 +82,6 @@ class OneLineErrors(TyperGroup):
             if debug:
                 raise
             error_exit(str(err))
-        except BrokenPipeError:
-            sys.exit(EXIT_FAILED)
         except Exception as err:  # an internal error: short message, traceback with --debug
             if debug:
                 raise

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from sslcheck.cli.app import app
+from sslcheck.cli.app import app, detach_stdout, stdout_console
 from sslcheck.cli.common import run_evaluation
 from sslcheck.cli.options import RunOptions, run_options
 from sslcheck.config import as_items
@@ -107,11 +107,19 @@ def check(
     data["checks"] = [c.to_dict() for c in checks]
     write_outputs(data, checks, code == 0, strict, json_out, junit, summary_md)
 
-    from rich.console import Console
+    try:
+        print_outcome(data, checks, code == 0)
+    except BrokenPipeError:  # `check | head`: the gates' verdict stands, whoever stopped reading
+        detach_stdout()
+    raise typer.Exit(code)
+
+
+def print_outcome(data: dict[str, Any], checks: list[Any], passed: bool) -> None:
+    """The gate summary on stdout; under GitHub Actions its annotations and the step summary too."""
 
     from sslcheck.render.gates import github_annotations, print_checks, summary_markdown
 
-    print_checks(data, checks, code == 0, Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160))
+    print_checks(data, checks, passed, stdout_console())
     if os.environ.get("GITHUB_ACTIONS") == "true":
         for line in github_annotations(checks):
             typer.echo(line)
@@ -119,10 +127,10 @@ def check(
         if step_summary:  # best effort: the CI page's summary never changes the gate's exit code
             try:
                 with open(step_summary, "a", encoding="utf-8") as f:
-                    f.write(summary_markdown(data, checks, code == 0))
+                    f.write(summary_markdown(data, checks, passed))
             except OSError as err:
                 typer.echo(f"Warning: cannot append to $GITHUB_STEP_SUMMARY {step_summary} ({err.strerror})", err=True)
-    raise typer.Exit(code)
+    sys.stdout.flush()  # a closed pipe shows here, inside the caller's handler, not at exit
 
 
 def load_baseline(path: str | None) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from sslcheck.cli.app import app
+from sslcheck.cli.app import app, stdout_console
 from sslcheck.cli.options import choice
 
 
@@ -37,13 +37,12 @@ def flavors(
 
         sys.stdout.write(to_json(data))
         return
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     from sslcheck.render.sections import fmt as num
 
-    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 200)
+    console = stdout_console(200)
     for loss, by_flavor in data.items():
         params = list(next(iter(by_flavor.values()))["params"])
         table = Table(title=loss, title_justify="left", show_edge=False, pad_edge=False)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from sslcheck.cli.app import app
+from sslcheck.cli.app import app, stdout_console
 from sslcheck.cli.options import choice
 
 
@@ -36,7 +36,6 @@ def inspect_files(
 
         sys.stdout.write(to_json({"arrays": infos}))
         return
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
@@ -64,7 +63,7 @@ def inspect_files(
             num(st.get("dead_dims")),
             num(st.get("row_norm_mean")),
         )
-    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160)
+    console = stdout_console()
     console.print(table)
     for info in infos:
         for note in info["notes"]:

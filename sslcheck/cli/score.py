@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sslcheck.cli.app import app
+from sslcheck.cli.app import app, stdout_console
 from sslcheck.cli.common import run_evaluation
 from sslcheck.cli.options import RunOptions, choice, run_options
 
@@ -40,11 +40,9 @@ def score(
         output_target(output)  # fail before the pass, not after it
     data = run_evaluation(run).to_dict()
     if fmt == "table" and output is None:
-        from rich.console import Console
-
         from sslcheck.render.table import print_table
 
-        print_table(data, Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160))
+        print_table(data, stdout_console())
         return
     text = render_text(data, fmt)
     if output is None:
