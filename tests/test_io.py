@@ -509,6 +509,23 @@ def test_random_bytes(tmp_path: Path, suffix: str) -> None:
     _raises(path, "not a")
 
 
+def test_npz_with_a_member_twice_is_refused(tmp_path: Path) -> None:
+    """zipfile reads the last of two same-named members and np.load the first: either way one
+    view's data silently stands in for another's."""
+    import io
+    import warnings
+    import zipfile
+
+    path = tmp_path / "z.npz"
+    with zipfile.ZipFile(path, "w") as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate name, and writes it
+        for seed in (0, 1, 2):
+            buf = io.BytesIO()
+            np.save(buf, np.random.default_rng(seed).standard_normal((8, 3)).astype(np.float32))
+            zf.writestr("zb.npy" if seed == 2 else "za.npy", buf.getvalue())
+    _raises(path, "holds za.npy more than once", "zb")
+
+
 def test_npz_named_pt(tmp_path: Path) -> None:
     path = tmp_path / "z.pt"
     np.savez(path.with_suffix(".npz"), za=np.zeros((3, 3)))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -49,9 +50,11 @@ class NpzSource(ArraySource):
         self.key = None
         try:
             with zipfile.ZipFile(path) as zf:
-                members = {
-                    i.filename.removesuffix(".npy"): i.filename for i in zf.infolist() if i.filename.endswith(".npy")
-                }
+                names = [i.filename for i in zf.infolist() if i.filename.endswith(".npy")]
+                twice = sorted(name for name, count in Counter(names).items() if count > 1)
+                if twice:  # zipfile reads the last copy, numpy's np.load the first: neither is safe to pick
+                    raise InputError(f"{self.path}: the archive holds {', '.join(twice)} more than once")
+                members = {name.removesuffix(".npy"): name for name in names}
                 if not members:
                     raise InputError(f"{self.path}: not an .npz archive (a zip file with no .npy members)")
                 self.key = select_key(self.path, list(members), key)
