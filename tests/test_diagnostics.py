@@ -1029,3 +1029,21 @@ def test_finding_paths_resolve(cases: dict[tuple[str, str], Result]) -> None:
                 node = node[part]
             assert node == finding["value"]
             assert finding["kind"] in ("fail", "warn", "note")
+
+
+@pytest.mark.parametrize("numpy_max_dim", [0, 10**9])
+def test_both_cpu_eigen_solvers_give_the_reference_spectrum(monkeypatch, numpy_max_dim: int) -> None:
+    """Above NUMPY_EIGEN_MAX_DIM torch's LAPACK solves the spectra, numpy's below: both give
+    np.linalg.eigvalsh's eigenvalues of the same matrix, descending, negatives clipped."""
+    import torch
+
+    from sslcheck.diagnostics import spectrum
+
+    monkeypatch.setattr(spectrum, "NUMPY_EIGEN_MAX_DIM", numpy_max_dim)
+    x = np.random.default_rng(3).standard_normal((40, 12)) * np.arange(1, 13) ** -1.0
+    m = x.T @ x
+    m -= np.median(np.linalg.eigvalsh(m)) * np.eye(12)  # its 6 smallest eigenvalues negative: clipped to 0
+    ref = np.sort(np.linalg.eigvalsh(m))[::-1].clip(0)
+    got = spectrum._descending_eigenvalues(torch.from_numpy(m))
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14 * ref[0])
+    assert (got[:-1] >= got[1:]).all() and (got == 0).sum() == 6
