@@ -13,6 +13,7 @@ the pass (`sslcheck.parallel`, `chunk_workers`).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -58,6 +59,7 @@ PRODUCT_ELEMS = 1 << 21  # D x D entries per group (batched products slowed down
 PRODUCT_ROUTE_RATIO = 4  # per-batch D x D products below D = 4B, B x B Grams from there (see _score_batches)
 MIN_CHUNK_ROWS = 2048  # at large D the float64 absorb (O(D^2)) must be amortised over many rows
 ROWS_PER_DIM = 2  # ... and over at least 2 D rows (see chunk_size)
+UNDERFLOW_MARGIN = 10.0  # values this close to sqrt(smallest normal) are refused (see _raise_if_underflowing)
 THREADS_PER_CPU = 4  # --threads above this many per CPU is refused (see max_threads)
 PARALLEL_MAX_DIM = 1024  # chunks dealt to worker threads up to this D (see chunk_workers)
 Progress = Callable[[int, int], None]
@@ -304,6 +306,8 @@ def _evaluate(
     if not moments.is_finite():
         hint = " (use --dtype float64)" if dtype == torch.float32 else ""
         raise InputError(f"{za.label}, {zb.label}: values too large for {s.dtype}: their second moments overflow{hint}")
+    for source, kept in ((za, keeper.a), (zb, keeper.b)):
+        _raise_if_underflowing(source, kept, s.dtype)
 
     whole = WholeSet(moments, (keeper.a, keeper.b) if contrastive_whole else None)
     results = _loss_results(losses, flavors, params, whole, batch_terms, row_sums, one_batch, n, d, s)
@@ -344,6 +348,21 @@ def _evaluate(
         warnings=warnings,
         arrays=arrays,
     )
+
+
+def _raise_if_underflowing(source: ArraySource, kept: Tensor, dtype_name: str) -> None:
+    """A view whose every value is below UNDERFLOW_MARGIN x sqrt(the dtype's smallest normal)
+    (float32: 1.1e-18) in magnitude: its squares leave the dtype's normal range, its second
+    moments read 0 and every std with them. Judged on the kept rows (a view that small is that
+    small in its sample too); exact zeros are data, not underflow."""
+    largest = float(kept.abs().amax()) if kept.numel() else 0.0
+    limit = math.sqrt(torch.finfo(kept.dtype).tiny) * UNDERFLOW_MARGIN
+    if 0.0 < largest < limit:
+        hint = " (use --dtype float64)" if kept.dtype == torch.float32 else ""
+        raise InputError(
+            f"{source.label}: values too small for {dtype_name}: the largest magnitude in its sample is "
+            f"{largest:.3g}, below {limit:.2g}, where squares underflow{hint}"
+        )
 
 
 def chunk_workers(device: torch.device, d: int) -> int:

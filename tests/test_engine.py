@@ -400,6 +400,30 @@ def test_values_whose_squares_overflow_are_an_input_error(run: Runner) -> None:
     )
 
 
+@pytest.mark.parametrize("view", ["za", "zb"])
+def test_values_whose_squares_underflow_are_an_input_error(run: Runner, view: str) -> None:
+    """A view scaled by 1e-30 has float32 squares of 0 (float32's smallest normal is 1.2e-38):
+    every std had read 0, a "complete collapse" that is not in the data. A clear error naming the
+    view and the way out; in float64 the same files score, and 1e-15 still scores in float32
+    (its squares are normal), with the std of the float64 reference."""
+    za, zb = views_engine(300, 6, 15)
+    small = {"za": za * 1e-30, "zb": zb} if view == "za" else {"za": za, "zb": zb * 1e-30}
+    pa, pb = run.files(small["za"].astype(np.float32), small["zb"].astype(np.float32))
+    with pytest.raises(
+        InputError, match=rf"{view}\d*\.npy: values too small for float32: .* underflow \(use --dtype float64\)"
+    ):
+        evaluate_files(pa, pb, Settings(batch_size=64))
+    result = evaluate_files(pa, pb, Settings(dtype="float64", batch_size=64))
+    ref = small[view].astype(np.float32).astype(np.float64).std(0, ddof=1).mean()
+    assert result.diagnostics[view]["std_mean"] == pytest.approx(ref, rel=1e-12)
+    scaled = (za * 1e-15).astype(np.float32)
+    pa, pb = run.files(scaled, zb.astype(np.float32))
+    result = evaluate_files(pa, pb, Settings(batch_size=64))
+    assert result.diagnostics["za"]["std_mean"] == pytest.approx(
+        scaled.astype(np.float64).std(0, ddof=1).mean(), rel=1e-5
+    )
+
+
 def test_a_group_of_chunks_whose_summed_products_overflow_is_an_input_error(run: Runner) -> None:
     """Chunk products are summed in float32 for 8 chunks before the float64 merge, so values
     whose one chunk's products fit (~1e38) but whose group's do not (~8e38, float32's largest is
