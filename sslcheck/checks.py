@@ -122,12 +122,19 @@ def parse_gate(text: str, level: Literal["FAIL", "WARN"] = "FAIL") -> Gate:
     path, op, raw = match.groups()
     check_path(path, option)
     threshold: float | str
+    if path == "verdict.status":  # a word: a misspelt one would make the gate pass on every input
+        threshold = raw.strip("\"'")
+        statuses = ["healthy", *VERDICT_RULES]
+        if op not in ("==", "!=") or threshold not in statuses:
+            raise UsageError(
+                f"{option} {text!r}: verdict.status takes == or != and one of {', '.join(statuses)}"
+                f"{closest(threshold, statuses)}"
+            )
+        return Gate(path, op, threshold, level, raw)
     try:
         threshold = float(raw)
     except ValueError:
-        if path != "verdict.status" or op not in ("==", "!="):
-            raise UsageError(f"{option} {text!r}: the threshold {raw!r} is not a number") from None
-        threshold = raw.strip("\"'")
+        raise UsageError(f"{option} {text!r}: the threshold {raw!r} is not a number") from None
     if isinstance(threshold, float) and not math.isfinite(threshold):
         raise UsageError(f"{option} {text!r}: the threshold {raw!r} is not a finite number")
     return Gate(path, op, threshold, level, raw)

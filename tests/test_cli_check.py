@@ -165,6 +165,11 @@ def test_baseline_same_data_passes_and_collapse_fails(runner, tmp_path):
         (["--gate", "diagnostics.za.rank_ratio"], "expected 'PATH OP VALUE'"),
         (["--gate", "diagnostics.za.rank_rato >= 0.2"], "did you mean 'diagnostics.za.rank_ratio'"),
         (["--gate", "diagnostics.za.rank_ratio >= high"], "is not a number"),
+        # a misspelt status had made the gate pass on every input
+        (["--gate", "verdict.status != complete_colapse"], "one of healthy, complete_collapse, dimensional_collapse"),
+        (["--gate", "verdict.status != complete_colapse"], "(did you mean 'complete_collapse'?)"),
+        (["--gate", "verdict.status >= healthy"], "verdict.status takes == or !="),
+        (["--gate", "verdict.status == 1"], "verdict.status takes == or !="),
         (["--warn", "losses.vicreg.whole_set.totl < 1"], "did you mean 'losses.vicreg.whole_set.total'"),
         (["--max-drop", "diagnostics.za.effective_rank=20%"], "need --baseline"),
         (["--max-drop", "diagnostics.za.effective_rank"], "expected 'PATH=P%'"),
