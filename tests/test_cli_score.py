@@ -373,3 +373,17 @@ def test_a_reader_that_stops_reading_does_not_change_the_exit_code(command, case
     proc.stdout.close()  # long before the result is printed (importing torch alone takes ~1 s)
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == code and err == b""
+
+
+@pytest.mark.parametrize("command", ["score", "check", "report"])
+def test_ctrl_c_during_the_pass_is_one_line_and_exit_130(runner, pair, tmp_path, monkeypatch, command):
+    from sslcheck import engine
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "evaluate_files", interrupted)
+    extra = ["-o", str(tmp_path / "report")] if command == "report" else []
+    res = runner.invoke(app, [command, *pair, *extra])
+    assert res.exit_code == 130 and res.stdout == "" and res.stderr == "Error: interrupted\n"
+    assert not (tmp_path / "report").exists()

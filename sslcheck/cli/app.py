@@ -22,6 +22,7 @@ import sslcheck
 from sslcheck.errors import SSLCheckError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a job stopped by Ctrl-C
 
 
 def detach_stdout() -> None:
@@ -61,6 +62,9 @@ class OneLineErrors(TyperGroup):
         except BrokenPipeError:
             detach_stdout()
             raise typer.Exit(EXIT_OK) from None
+        except KeyboardInterrupt:  # typer would exit 130 without a word
+            typer.echo("Error: interrupted", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
@@ -75,7 +79,7 @@ class OneLineErrors(TyperGroup):
             sys.exit(err.exit_code)
         except typer.Abort:
             typer.echo("Error: aborted", err=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
         except click.ClickException as err:
             error_exit(err.format_message().replace("\n", " "))
         except SSLCheckError as err:
@@ -121,9 +125,11 @@ def _root(
 
 def main() -> None:
     """Console-script entry point."""
-    from sslcheck.process import tune_process
+    try:
+        from sslcheck.process import tune_process
 
-    tune_process()  # before anything imports torch
-    from sslcheck.cli import commands  # noqa: F401  (registers the commands)
-
+        tune_process()  # before anything imports torch
+        from sslcheck.cli import commands  # noqa: F401  (registers the commands)
+    except KeyboardInterrupt:  # Ctrl-C while the modules load: no traceback
+        sys.exit(EXIT_INTERRUPTED)
     app()
