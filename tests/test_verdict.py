@@ -188,3 +188,21 @@ def test_resolve_thresholds() -> None:
         resolve_thresholds({"dead_rel": "high"})  # type: ignore[dict-item]
     with pytest.raises(UsageError, match="not a finite number"):
         resolve_thresholds({"dead_abs": float("nan")})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("complete_l2_std_ratio", -1.0), ("warn_dead_dims", -5.0), ("dead_rel", 1.5), ("unaligned_cosine_gap", 3.0)],
+)
+def test_a_threshold_outside_what_it_can_mean_is_refused(name: str, value: float) -> None:
+    """complete_l2_std_ratio = -1 had quietly turned the complete-collapse rule off, and
+    warn_dead_dims = -5 made its warning fire on every input."""
+    with pytest.raises(UsageError, match=rf"threshold '{name}': {value!r} is outside \["):
+        resolve_thresholds({name: value})
+
+
+def test_every_default_threshold_lies_in_its_range() -> None:
+    from sslcheck.diagnostics.verdict import RANGES
+
+    assert set(RANGES) == set(DEFAULT_THRESHOLDS)
+    assert all(RANGES[k][0] <= v <= RANGES[k][1] for k, v in DEFAULT_THRESHOLDS.items())

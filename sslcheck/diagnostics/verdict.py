@@ -44,14 +44,25 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "dead_rel": 0.01,
     "dead_abs": 1e-8,
 }
+RANGES: dict[str, tuple[float, float]] = {  # what each threshold can mean: outside, a rule never or always fires
+    "complete_l2_std_ratio": (0.0, math.inf),
+    "complete_retrieval_min": (0.0, 1.0),
+    "complete_retrieval_chance_factor": (0.0, math.inf),
+    "dimensional_rank_ratio_centered": (0.0, 1.0),
+    "unaligned_cosine_gap": (-2.0, 2.0),
+    "warn_rank_ratio_centered": (0.0, 1.0),
+    "warn_dead_dims": (0.0, math.inf),
+    "dead_rel": (0.0, 1.0),
+    "dead_abs": (0.0, math.inf),
+}
 VIEWS = ("za", "zb")
 _CENTERED = ("effective_rank_centered", "rank_ratio_centered", "stable_rank", "alpha_req")
 _UNCENTERED = ("effective_rank", "rank_ratio")
 
 
 def resolve_thresholds(overrides: Mapping[str, float]) -> dict[str, float]:
-    """DEFAULT_THRESHOLDS updated with `overrides`; an unknown name or a value that is not a
-    finite number is a UsageError naming the closest valid name."""
+    """DEFAULT_THRESHOLDS updated with `overrides`; an unknown name, a value that is not a
+    finite number or one outside its RANGES is a UsageError (naming the closest valid name)."""
     out = dict(DEFAULT_THRESHOLDS)
     for name, value in overrides.items():
         if name not in DEFAULT_THRESHOLDS:
@@ -66,6 +77,9 @@ def resolve_thresholds(overrides: Mapping[str, float]) -> dict[str, float]:
             raise UsageError(f"threshold {name!r}: {value!r} is not a number") from None
         if not math.isfinite(number):
             raise UsageError(f"threshold {name!r}: {value!r} is not a finite number")
+        lo, hi = RANGES[name]
+        if not lo <= number <= hi:
+            raise UsageError(f"threshold {name!r}: {value!r} is outside [{lo:g}, {hi:g}]")
         out[name] = number
     return out
 
