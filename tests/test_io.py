@@ -378,6 +378,9 @@ def _raises(path: Path | str, match: str, key: str | None = None) -> InputError:
 
 def test_missing_path(tmp_path: Path) -> None:
     _raises(tmp_path / "nope.npy", "no such file or folder")
+    (tmp_path / "loop1.npy").symlink_to("loop2.npy")
+    (tmp_path / "loop2.npy").symlink_to("loop1.npy")
+    _raises(tmp_path / "loop1.npy", "a symlink to nothing")
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".npz", ".pt", ".safetensors"])

@@ -97,6 +97,8 @@ def _dtype_name(dtype: np.dtype) -> str:
 def require_file(path: Path) -> None:
     """A clear error for a missing path or an empty file."""
     if not path.exists():
+        if path.is_symlink():
+            raise InputError(f"{path}: a symlink to nothing (its target is missing, or links loop)")
         raise InputError(f"{path}: no such file or folder")
     if path.is_file() and path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty")
