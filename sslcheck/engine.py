@@ -328,6 +328,11 @@ def _evaluate(
         thresholds=s.thresholds,
     )
     warnings = [LOSSES[loss].warnings[fl] for loss in losses for fl in flavors if fl in LOSSES[loss].warnings]
+    if _same_array(za, zb):
+        warnings.append(
+            f"za and zb are the same array ({za.label}): the views are identical, so alignment is 0 "
+            "and retrieval perfect by construction"
+        )
     settings_out = {
         "batch_size": bsz,
         "drop_last": s.drop_last,
@@ -348,6 +353,14 @@ def _evaluate(
         warnings=warnings,
         arrays=arrays,
     )
+
+
+def _same_array(za: ArraySource, zb: ArraySource) -> bool:
+    """Whether both views were read from the same array (one file and key given twice)."""
+    try:
+        return za.key == zb.key and os.path.samefile(za.path, zb.path)
+    except OSError:
+        return False
 
 
 def _raise_if_underflowing(source: ArraySource, kept: Tensor, dtype_name: str) -> None:

@@ -495,3 +495,15 @@ def test_a_row_below_tfs_guard_keeps_tfs_normalisation(run: Runner) -> None:
     want = [ref.reference("nt_xent", za[i : i + 16], zb[i : i + 16], p)["total"] for i in range(0, 64, 16)]
     np.testing.assert_allclose(lr.per_batch_values["total"], want, rtol=RTOL)
     assert_close(lr.whole_set["total"], ref.reference("nt_xent", za, zb, p)["total"], what="whole")
+
+
+def test_the_same_array_twice_is_warned_of(run: Runner) -> None:
+    """score za.npy za.npy: identical views (alignment 0, healthy) deserve a word; two keys of
+    one container are two arrays, and get none."""
+    za, zb = views_engine(64, 6, 16)
+    pa, _ = run.files(za, zb)
+    [warning] = evaluate_files(pa, pa, Settings(batch_size=16)).warnings
+    assert warning.startswith("za and zb are the same array") and "alignment is 0" in warning
+    both = run.tmp_path / "both.npz"
+    np.savez(both, za=za, zb=zb)
+    assert evaluate_files(str(both), None, Settings(batch_size=16)).warnings == []
