@@ -18,6 +18,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -59,6 +60,7 @@ PRODUCT_ELEMS = 1 << 21  # D x D entries per group (batched products slowed down
 PRODUCT_ROUTE_RATIO = 4  # per-batch D x D products below D = 4B, B x B Grams from there (see _score_batches)
 MIN_CHUNK_ROWS = 2048  # at large D the float64 absorb (O(D^2)) must be amortised over many rows
 ROWS_PER_DIM = 2  # ... and over at least 2 D rows (see chunk_size)
+DD_MATRICES_AT_PEAK = 12  # float64 D x D matrices held at the peak of a run (see _raise_if_too_large)
 UNDERFLOW_MARGIN = 10.0  # values this close to sqrt(smallest normal) are refused (see _raise_if_underflowing)
 THREADS_PER_CPU = 4  # --threads above this many per CPU is refused (see max_threads)
 PARALLEL_MAX_DIM = 1024  # chunks dealt to worker threads up to this D (see chunk_workers)
@@ -286,6 +288,7 @@ def _evaluate(
     sample_idx = sample_indices(n, s.sample_size)
     keeper = _RowKeeper(np.arange(n) if contrastive_whole else sample_idx, d, dtype, device)
 
+    _raise_if_too_large(d, device, za, zb)
     batch_terms = _BatchValues(params, 0 if one_batch else n // bsz + (0 if s.drop_last or n % bsz == 0 else 1), device)
     finite_a, finite_b = _Finite(za, dtype), _Finite(zb, dtype)
     setup = _PassSetup(
@@ -353,6 +356,29 @@ def _evaluate(
         warnings=warnings,
         arrays=arrays,
     )
+
+
+def available_memory() -> int | None:
+    """Bytes this machine can still give (MemAvailable + SwapFree of /proc/meminfo), or None
+    where that is not known."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+        return sum(int(fields[key].split()[0]) * 1024 for key in ("MemAvailable", "SwapFree"))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _raise_if_too_large(d: int, device: torch.device, za: ArraySource, zb: ArraySource) -> None:
+    """Refuse, before the pass, a D whose D x D statistics cannot fit in memory: peak RSS is
+    about DD_MATRICES_AT_PEAK float64 D x D matrices (measured 1.8-2.0 GB at D = 4096, 5.7 GB
+    at D = 8192), so D = 16384 needs ~26 GB; the kernel would kill the process unannounced."""
+    need = DD_MATRICES_AT_PEAK * 8 * d * d
+    free = available_memory() if device.type == "cpu" else None
+    if free is not None and need > free:
+        raise InputError(
+            f"{za.label}, {zb.label}: D = {d} needs about {need / 1e9:.1f} GB of memory for its D x D "
+            f"statistics, and {free / 1e9:.1f} GB is available"
+        )
 
 
 def _same_array(za: ArraySource, zb: ArraySource) -> bool:

@@ -507,3 +507,34 @@ def test_the_same_array_twice_is_warned_of(run: Runner) -> None:
     both = run.tmp_path / "both.npz"
     np.savez(both, za=za, zb=zb)
     assert evaluate_files(str(both), None, Settings(batch_size=16)).warnings == []
+
+
+def test_a_dimension_whose_statistics_cannot_fit_is_refused_before_the_pass(run: Runner, monkeypatch) -> None:
+    """D x D float64 state: D = 16384 needs ~26 GB, which the kernel would answer by killing the
+    process without a word. Refused with the sizes when it does not fit, scored when it does, and
+    when the free memory is not known."""
+    from sslcheck import engine
+
+    za, zb = views_engine(64, 8, 17)
+    pa, pb = run.files(za, zb)
+    need = engine.DD_MATRICES_AT_PEAK * 8 * 8 * 8
+    monkeypatch.setattr(engine, "available_memory", lambda: need - 1)
+    with pytest.raises(InputError, match=r"D = 8 needs about .* GB of memory for its D x D statistics"):
+        evaluate_files(pa, pb, Settings(batch_size=16))
+    for free in (need, None):
+        monkeypatch.setattr(engine, "available_memory", lambda free=free: free)
+        assert evaluate_files(pa, pb, Settings(batch_size=16)).verdict["status"]
+
+
+def test_available_memory_reads_the_kernel_figures() -> None:
+    """Where /proc/meminfo exists, its MemAvailable + SwapFree (kB) in bytes: at least the
+    MemAvailable line read here by hand, and less than the machine's RAM plus swap."""
+    from sslcheck.engine import available_memory
+
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.exists():
+        assert available_memory() is None
+        return
+    kb = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in meminfo.read_text().splitlines())}
+    free = available_memory()
+    assert free is not None and kb["MemAvailable"] * 1024 * 0.5 <= free <= (kb["MemTotal"] + kb["SwapTotal"]) * 1024
