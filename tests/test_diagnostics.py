@@ -1047,3 +1047,24 @@ def test_both_cpu_eigen_solvers_give_the_reference_spectrum(monkeypatch, numpy_m
     got = spectrum._descending_eigenvalues(torch.from_numpy(m))
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14 * ref[0])
     assert (got[:-1] >= got[1:]).all() and (got == 0).sum() == 6
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+def test_spectra_from_the_rows_equal_those_from_the_moments(offset: float) -> None:
+    """N < D with every row kept: the N x N Grams of the rows give the D x D matrices' spectra
+    (Z Z^T and Z^T Z share their nonzero eigenvalues), also about a large common offset."""
+    import torch
+
+    from sslcheck.diagnostics.spectrum import view_spectrum
+
+    rng = np.random.default_rng(5)
+    z = torch.from_numpy(rng.standard_normal((30, 50)) @ np.diag(np.linspace(1, 0.1, 50)) + offset)
+    zc = z - z.mean(0)
+    eps = float(torch.finfo(torch.float64).eps)
+    from_moments = view_spectrum(30, z.mean(0), zc.T @ zc, eps)
+    from_rows = view_spectrum(30, z.mean(0), zc.T @ zc, eps, rows=z)
+    for moments, rows in ((from_moments.covariance, from_rows.covariance), (from_moments.gram, from_rows.gram)):
+        assert rows.shape == (50,) and (rows[30:] == 0).all()
+        np.testing.assert_allclose(rows, moments, rtol=1e-9, atol=1e-12 * moments[0])
+    ref = np.linalg.svd(zc.numpy(), compute_uv=False) ** 2 / 29  # the covariance's from an SVD
+    np.testing.assert_allclose(from_rows.covariance[:29], ref[:29], rtol=1e-9)

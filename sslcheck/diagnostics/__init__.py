@@ -94,12 +94,13 @@ def _view(
     mean: Tensor,
     m2: Tensor,
     unit: ElementMoments,
+    sample: Tensor,
     sample_unit: Tensor,
     eps: float,
     limits: Mapping[str, float],
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     std = dimension_std(m2, n)
-    spectrum = view_spectrum(n, mean, m2, eps)
+    spectrum = view_spectrum(n, mean, m2, eps, rows=sample if sample.shape[0] == n else None)
     fit = None if spectrum.zero_covariance else alpha_req_fit(spectrum.covariance, n)
     metrics: dict[str, Any] = {
         **std_metrics(std, limits["dead_rel"], limits["dead_abs"]),
@@ -135,18 +136,19 @@ def diagnose(
     of n(za), n(zb) [D]; `cosine`: moments of the positive cosines; `sample_a`, `sample_b`: the
     sample rows [S, D] in the compute dtype (any device), in index order; `labels`: int [S] or
     None; `thresholds`: overrides of `DEFAULT_THRESHOLDS` (unknown names: UsageError).
-    Cost: two D x D eigen-solves per view and O(S^2 D) for the sample, in blocks.
+    Cost: two D x D eigen-solves per view (N x N where the sample is all N < D rows) and
+    O(S^2 D) for the sample, in blocks.
     """
     limits = resolve_thresholds(thresholds)
     eps = float(torch.finfo(sample_a.dtype).eps)
     ua, ub = unit_rows(sample_a), unit_rows(sample_b)
     diagnostics: dict[str, Any] = {}
     arrays: dict[str, np.ndarray] = {}
-    for name, mean, m2, unit, sample_unit in (
-        ("za", moments.mean_a, moments.m_aa, l2a, ua),
-        ("zb", moments.mean_b, moments.m_bb, l2b, ub),
+    for name, mean, m2, unit, sample, sample_unit in (
+        ("za", moments.mean_a, moments.m_aa, l2a, sample_a, ua),
+        ("zb", moments.mean_b, moments.m_bb, l2b, sample_b, ub),
     ):
-        metrics, view_arrays = _view(moments.n, mean, m2, unit, sample_unit, eps, limits)
+        metrics, view_arrays = _view(moments.n, mean, m2, unit, sample, sample_unit, eps, limits)
         diagnostics[name] = metrics
         arrays.update({f"{name}.{k}": v for k, v in view_arrays.items()})
     pair, pair_arrays = pair_metrics(ua, ub, cosine, labels)

@@ -10,6 +10,11 @@ formed (at offset 1e4 its eigenvalues are off by 1.5e-6 relative in float64). Th
 G are the squared singular values of Z: the same RankMe as an SVD of the raw matrix, once the
 eigenvalues that rank(Z) <= N and rank(Zc) <= N - 1 make zero, and those at or below the
 numerical-rank tolerance (`resolved`), are read as the zeros they are.
+
+Where every row was kept and N < D, both come from the N x N Grams of the rows instead, in
+float64: Z Z^T has the nonzero eigenvalues of Z^T Z (and Zc Zc^T those of Zc^T Zc), the other
+D - N are the zeros above. An N x N solve for a D x D one: at N = 2048, D = 8192, where a
+D x D solve is bound by memory bandwidth (55-63 s each, four a run), 0.4 s.
 """
 
 from __future__ import annotations
@@ -63,8 +68,14 @@ def _descending_eigenvalues(matrix: Tensor) -> np.ndarray:
     return torch.linalg.eigvalsh(matrix.to(torch.float64)).flip(0).clamp_min(0).cpu().numpy()
 
 
-def view_spectrum(n: int, mean: Tensor, m2: Tensor, eps: float) -> Spectrum:
-    """Both spectra of one view from its count, mean [D] and centred co-moment M2 [D, D].
+def _padded(values: np.ndarray, d: int) -> np.ndarray:
+    """Descending eigenvalues of an N x N Gram, followed by the D - N zeros of the D x D matrix."""
+    return np.concatenate([values, np.zeros(d - values.shape[0])])
+
+
+def view_spectrum(n: int, mean: Tensor, m2: Tensor, eps: float, rows: Tensor | None = None) -> Spectrum:
+    """Both spectra of one view from its count, mean [D] and centred co-moment M2 [D, D], or
+    from `rows`, all N of them, where given and N < D (module docstring).
 
     `eps` is the machine epsilon of the compute dtype. Cov counts as zero when every
     std_k <= eps * max_k |mean_k|: a spread below one unit in the last place of the mean is
@@ -82,9 +93,16 @@ def view_spectrum(n: int, mean: Tensor, m2: Tensor, eps: float) -> Spectrum:
     var = (m2.diagonal() / (n - 1)).clamp_min(0)
     floor = eps * float(mean.abs().max()) if mean.numel() else 0.0
     zero = float(var.max().sqrt()) <= floor
-    covariance = _descending_eigenvalues(m2 / (n - 1))
+    d = m2.shape[0]
+    if rows is not None and rows.shape[0] == n < d:
+        z = rows.to(torch.float64)
+        zc = z - z.mean(0)
+        covariance = _padded(_descending_eigenvalues(zc @ zc.T / (n - 1)), d)
+        gram = _padded(_descending_eigenvalues(z @ z.T), d)
+    else:
+        covariance = _descending_eigenvalues(m2 / (n - 1))
+        gram = _descending_eigenvalues(m2 + n * torch.outer(mean, mean))
     covariance[0 if zero else n - 1 :] = 0.0  # rank(Zc) <= N - 1: these are rounding, exactly 0
-    gram = _descending_eigenvalues(m2 + n * torch.outer(mean, mean))
     gram[n:] = 0.0  # rank(Z) <= N
     return Spectrum(n=n, covariance=covariance, gram=gram, zero_covariance=zero)
 
