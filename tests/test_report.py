@@ -334,6 +334,10 @@ def test_existing_folder_needs_force_and_user_text_is_escaped(tmp_path, pair):
     assert code == 2 and stdout == ""
     assert stderr.startswith("Error: ") and len(stderr.strip().splitlines()) == 1 and "--force" in stderr
     assert (out / "keep.txt").read_text() == "mine"
+    code, stdout, stderr = run_report([str(za), str(zb), "-o", str(out), "--force"])  # not a report: kept
+    assert code == 2 and stdout == "" and "is not an sslcheck report" in stderr
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    (out / "scores.json").write_text("{}")  # an earlier report's folder: --force replaces it whole
     stdout = make_report(out, str(za), str(zb), "--force")
     assert not (out / "keep.txt").exists() and (out / "report.html").is_file()
     assert stdout.splitlines()[0] == str(out / "report.html")
@@ -353,10 +357,11 @@ def test_a_crash_leaves_no_folder_and_no_temporary(tmp_path, pair, monkeypatch):
     assert code == 2 and stdout == "" and "plot failed" in stderr
     assert not out.exists() and list(out.parent.iterdir()) == []
     out.mkdir()
-    (out / "keep.txt").write_text("old report")
-    code, _, _ = run_report([*pair, "-o", str(out), "--force", "-q"])
-    assert code == 2
-    assert [p.name for p in out.iterdir()] == ["keep.txt"] and [p.name for p in out.parent.iterdir()] == ["run1"]
+    (out / "report.html").write_text("old report")
+    code, _, stderr = run_report([*pair, "-o", str(out), "--force", "-q"])
+    assert code == 2 and "plot failed" in stderr
+    assert [p.name for p in out.iterdir()] == ["report.html"] and [p.name for p in out.parent.iterdir()] == ["run1"]
+    assert (out / "report.html").read_text() == "old report"
 
 
 def test_a_folder_the_system_refuses_is_one_error_line(pair):

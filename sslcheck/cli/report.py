@@ -19,7 +19,7 @@ def report(
         str,
         typer.Option("--output", "-o", metavar="DIR", help="The report folder to create.", show_default=False),
     ] = ...,  # type: ignore[assignment]  # Ellipsis: required; the shared options that follow have defaults
-    force: Annotated[bool, typer.Option("--force", help="Replace DIR if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace DIR if it is an earlier report.")] = False,
 ) -> None:
     """Write a report folder: report.html (one self-contained page), report.md, scores.json, CSV tables
     and PNG/SVG plots. Prints the paths written, one per line.

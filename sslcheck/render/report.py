@@ -41,10 +41,13 @@ from sslcheck.result import Result
 TITLE = "sslcheck report"
 SUMMARY_COLUMNS = ["per_batch_mean", "per_batch_std", "per_batch_min", "per_batch_max"]
 NARROW_PLOTS = ("cross_correlation",)
+REPORT_MARKERS = ("scores.json", "report.html")  # what makes an existing folder one --force may replace
 
 
 def check_target(out_dir: str | Path, force: bool = False) -> Path:
-    """The report folder as an absolute path; UsageError where it cannot be (re)placed."""
+    """The report folder as an absolute path; UsageError where it cannot be (re)placed: it exists
+    without `force`, or it holds files and is not a report (`--force` on a folder of data would
+    have deleted it)."""
     target = Path(os.path.abspath(out_dir))
     cwd = Path.cwd()
     if target == cwd or target in cwd.parents:
@@ -54,6 +57,11 @@ def check_target(out_dir: str | Path, force: bool = False) -> Path:
             raise UsageError(f"{out_dir} exists and is not a folder")
         if not force:
             raise UsageError(f"{out_dir} exists; use --force to replace it")
+        if any(target.iterdir()) and not any((target / name).is_file() for name in REPORT_MARKERS):
+            raise UsageError(
+                f"{out_dir} is not an sslcheck report (no {' or '.join(REPORT_MARKERS)}): --force replaces "
+                "only a report folder; remove it yourself or choose another"
+            )
     base = next(p for p in target.parents if p.exists())  # the folder its missing parents go in
     if not base.is_dir():
         raise UsageError(f"{out_dir}: cannot create the folder {target.parent} ({base} is not a folder)")
