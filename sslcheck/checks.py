@@ -161,7 +161,12 @@ def _absent(data: Mapping[str, Any], path: str) -> tuple[bool, Any]:
         return True, None
 
 
-def _why_absent(path: str) -> str:
+def _why_absent(path: str, data: Mapping[str, Any]) -> str:
+    parent, _, index = path.rpartition(".")
+    if index.isdigit():  # an eigenvalue index past this D (or past the top few)
+        absent, values = _absent(data, parent)
+        count = 0 if absent or not isinstance(values, list) else len(values)
+        return f"absent: {parent} has {count} entries here (indices 0-{count - 1})"
     if path.endswith("knn_top1"):
         return "absent: knn_top1 needs --labels"
     if path.startswith("losses."):
@@ -172,7 +177,7 @@ def _why_absent(path: str) -> str:
 def evaluate_gate(data: Mapping[str, Any], gate: Gate) -> Check:
     absent, value = _absent(data, gate.path)
     if absent:
-        return Check(gate.name, "SKIP", None, gate.threshold, _why_absent(gate.path))
+        return Check(gate.name, "SKIP", None, gate.threshold, _why_absent(gate.path, data))
     if value is None:
         return Check(gate.name, "ERROR", None, gate.threshold, f"{gate.path} is undefined (null) for this input")
     if isinstance(gate.threshold, float) and not isinstance(value, (int, float)):
@@ -189,7 +194,7 @@ def evaluate_relative(data: Mapping[str, Any], baseline: Mapping[str, Any] | Non
     threshold = gate.percent
     absent, value = _absent(data, gate.path)
     if absent:
-        return Check(gate.name, "SKIP", None, threshold, _why_absent(gate.path))
+        return Check(gate.name, "SKIP", None, threshold, _why_absent(gate.path, data))
     if baseline is None:
         raise UsageError(f"--max-{gate.direction} needs --baseline OLD.json")
     base_absent, base = _absent(baseline, gate.path)

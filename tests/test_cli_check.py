@@ -60,6 +60,13 @@ def test_absent_by_design_is_skip_and_null_is_error(runner, tmp_path):
     assert res.exit_code == 0
     checks = json.loads((tmp_path / "s.json").read_text())["checks"]
     assert [c["status"] for c in checks if "knn_top1" in c["name"]] == ["SKIP"]
+    # an eigenvalue index past this D (64 for the sample pair) says how many there are
+    res = run_check(
+        runner, [*sample("healthy"), "--gate", "diagnostics.za.eigenvalues.999 > 0", "--json", str(tmp_path / "s.json")]
+    )
+    [skip] = [c for c in json.loads((tmp_path / "s.json").read_text())["checks"] if "999" in c["name"]]
+    assert res.exit_code == 0 and skip["status"] == "SKIP"
+    assert skip["message"] == "absent: diagnostics.za.eigenvalues has 64 entries here (indices 0-63)"
     # a constant view: its centred spectrum is undefined (null), so a gate on it is an ERROR
     rng = np.random.default_rng(0)
     np.save(tmp_path / "a.npy", np.ones((300, 8), np.float32))
