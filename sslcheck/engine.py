@@ -331,6 +331,7 @@ def _evaluate(
         thresholds=s.thresholds,
     )
     warnings = [LOSSES[loss].warnings[fl] for loss in losses for fl in flavors if fl in LOSSES[loss].warnings]
+    warnings += [w for source, rows in ((za, sample_a), (zb, sample_b)) if (w := _zero_rows_warning(source, rows, n))]
     if _same_array(za, zb):
         warnings.append(
             f"za and zb are the same array ({za.label}): the views are identical, so alignment is 0 "
@@ -379,6 +380,16 @@ def _raise_if_too_large(d: int, device: torch.device, za: ArraySource, zb: Array
             f"{za.label}, {zb.label}: D = {d} needs about {need / 1e9:.1f} GB of memory for its D x D "
             f"statistics, and {free / 1e9:.1f} GB is available"
         )
+
+
+def _zero_rows_warning(source: ArraySource, rows: Tensor, n: int) -> str:
+    """A warning where rows of the sample (all N rows up to SAMPLE_SIZE) are all zeros, as padding
+    or failed embeddings are: they enter every statistic and would pass unseen; else ''."""
+    zero = int((rows == 0).all(1).sum())
+    if not zero:
+        return ""
+    where = f"{zero} of its {n} rows" if rows.shape[0] == n else f"{zero} of its {rows.shape[0]} sampled rows"
+    return f"{source.label}: {where} are all zeros (padding or failed embeddings?); they count in every statistic"
 
 
 def _same_array(za: ArraySource, zb: ArraySource) -> bool:

@@ -538,3 +538,18 @@ def test_available_memory_reads_the_kernel_figures() -> None:
     kb = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in meminfo.read_text().splitlines())}
     free = available_memory()
     assert free is not None and kb["MemAvailable"] * 1024 * 0.5 <= free <= (kb["MemTotal"] + kb["SwapTotal"]) * 1024
+
+
+@pytest.mark.parametrize(("n", "where"), [(300, "30 of its 300 rows"), (5000, "of its 4096 sampled rows")])
+def test_rows_of_zeros_are_warned_of(run: Runner, n: int, where: str) -> None:
+    """Rows that are all zeros (padding, failed embeddings) enter every statistic and had passed
+    unseen (half of them: healthy, no word); counted exactly up to the sample size, else in the
+    sample, of the view that has them."""
+    za, zb = views_engine(n, 6, 18)
+    za[::10] = 0.0
+    pa, pb = run.files(za, zb)
+    [warning] = evaluate_files(pa, pb, Settings(batch_size=64)).warnings
+    from sslcheck.engine import sample_indices  # the spec §3 sample (tested on its own)
+
+    expected = int((za[sample_indices(n)] == 0).all(1).sum())
+    assert warning.startswith(f"{pa}: {expected} of its") and where in warning and "all zeros" in warning
