@@ -288,6 +288,33 @@ def test_output_to_a_pipe_is_written_in_place_not_replaced_by_a_file(runner, pai
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.parametrize(("target", "stream"), [("-", "stdout"), ("/dev/stdout", "stdout"), ("/dev/stderr", "stderr")])
+def test_output_to_this_process_streams_goes_to_them(runner, pair, target, stream):
+    res = runner.invoke(app, ["score", *pair, "--format", "json", "-o", target, "-q"])
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(getattr(res, stream))["schema_version"] == 1
+
+
+def test_output_to_dev_stdout_appends_to_a_redirected_log(pair, tmp_path):
+    """`-o /dev/stdout >> ci.log`: written to the descriptor the process holds, not by reopening
+    /proc/self/fd/1 (which truncates the log) or renaming a file over it (which replaces it)."""
+    log = tmp_path / "ci.log"
+    log.write_text("earlier line\n")
+    with open(log, "ab") as out:
+        cmd = [sys.executable, "-m", "sslcheck", "score", *pair, "-f", "csv", "-o", "/dev/stdout", "-q"]
+        subprocess.run(cmd, stdout=out, check=True)
+    text = log.read_text()
+    assert text.startswith("earlier line\npath,value\n") and "verdict.status" in text
+
+
+def test_output_into_a_symlink_loop_is_refused(runner, pair, tmp_path):
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    res = runner.invoke(app, ["score", *pair, "-o", str(tmp_path / "a")])
+    assert res.exit_code == 2 and res.stderr.strip().endswith("a: a symlink loop")
+    assert (tmp_path / "a").is_symlink()
+
+
 @pytest.mark.parametrize("command", ["score", "check", "report"])
 def test_an_output_that_cannot_be_written_fails_before_the_pass(runner, pair, tmp_path, monkeypatch, command):
     """Checked before the evaluation (which is never called) and before any output is written:
