@@ -414,3 +414,16 @@ def test_ctrl_c_during_the_pass_is_one_line_and_exit_130(runner, pair, tmp_path,
     res = runner.invoke(app, [command, *pair, *extra])
     assert res.exit_code == 130 and res.stdout == "" and res.stderr == "Error: interrupted\n"
     assert not (tmp_path / "report").exists()
+
+
+def test_a_closed_stderr_never_makes_check_pass():
+    """Only a closed stdout keeps the command's code: when stderr's reader goes, the warning
+    written there fails before the gates are evaluated, and check must not exit 0 (review)."""
+    files = [sample("complete")[0]] * 2  # the same array twice: a warning on stderr first
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sslcheck", "check", *files], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stderr.close()
+    proc.stdout.read()
+    assert proc.wait(timeout=120) == 1

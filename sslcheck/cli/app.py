@@ -7,6 +7,7 @@ and `--version` stay fast.
 from __future__ import annotations
 
 import os
+import select
 import sys
 from typing import Annotated, Any
 
@@ -23,6 +24,17 @@ from sslcheck.errors import SSLCheckError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a job stopped by Ctrl-C
+
+
+def stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone: poll reports an error on its write end.
+    Where poll cannot tell (no poll, no descriptor), True: the closed pipe was stdout."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return True
 
 
 def detach_stdout() -> None:
@@ -56,10 +68,13 @@ class OneLineErrors(TyperGroup):
 
     def invoke(self, ctx: click.Context) -> Any:
         """A command whose stdout reader went away (`| head`) exits 0, not click's 1 (the code
-        of a failed gate); `check` keeps its gates' code (it catches the error itself)."""
+        of a failed gate); `check` keeps its gates' code (it catches the error itself, once the
+        gates are evaluated). A closed stderr still exits 1."""
         try:
             return super().invoke(ctx)
         except BrokenPipeError:
+            if not stdout_closed():  # stderr's reader went: click exits 1 (check never passes unread)
+                raise
             detach_stdout()
             raise typer.Exit(EXIT_OK) from None
         except KeyboardInterrupt:  # typer would exit 130 without a word

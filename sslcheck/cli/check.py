@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from sslcheck.cli.app import app, detach_stdout, stdout_console
+from sslcheck.cli.app import app, detach_stdout, stdout_closed, stdout_console
 from sslcheck.cli.common import run_evaluation
 from sslcheck.cli.options import RunOptions, run_options
 from sslcheck.config import as_items
@@ -110,7 +110,8 @@ def check(
     try:
         print_outcome(data, checks, code == 0)
     except BrokenPipeError:  # `check | head`: the gates' verdict stands, whoever stopped reading
-        detach_stdout()
+        if stdout_closed():
+            detach_stdout()
     raise typer.Exit(code)
 
 
