@@ -13,7 +13,6 @@ the pass (`sslcheck.parallel`, `chunk_workers`).
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -61,7 +60,6 @@ PRODUCT_ROUTE_RATIO = 4  # per-batch D x D products below D = 4B, B x B Grams fr
 MIN_CHUNK_ROWS = 2048  # at large D the float64 absorb (O(D^2)) must be amortised over many rows
 ROWS_PER_DIM = 2  # ... and over at least 2 D rows (see chunk_size)
 DD_MATRICES_AT_PEAK = 12  # float64 D x D matrices held at the peak of a run (see _raise_if_too_large)
-UNDERFLOW_MARGIN = 10.0  # values this close to sqrt(smallest normal) are refused (see _raise_if_underflowing)
 THREADS_PER_CPU = 4  # --threads above this many per CPU is refused (see max_threads)
 PARALLEL_MAX_DIM = 1024  # chunks dealt to worker threads up to this D (see chunk_workers)
 Progress = Callable[[int, int], None]
@@ -309,8 +307,11 @@ def _evaluate(
     if not moments.is_finite():
         hint = " (use --dtype float64)" if dtype == torch.float32 else ""
         raise InputError(f"{za.label}, {zb.label}: values too large for {s.dtype}: their second moments overflow{hint}")
-    for source, kept in ((za, keeper.a), (zb, keeper.b)):
-        _raise_if_underflowing(source, kept, s.dtype)
+    for source, mean, m2, kept in (
+        (za, moments.mean_a, moments.m_aa, keeper.a),
+        (zb, moments.mean_b, moments.m_bb, keeper.b),
+    ):
+        _raise_if_underflowing(source, mean, m2, n, kept, s.dtype)
 
     whole = WholeSet(moments, (keeper.a, keeper.b) if contrastive_whole else None)
     results = _loss_results(losses, flavors, params, whole, batch_terms, row_sums, one_batch, n, d, s)
@@ -400,18 +401,21 @@ def _same_array(za: ArraySource, zb: ArraySource) -> bool:
         return False
 
 
-def _raise_if_underflowing(source: ArraySource, kept: Tensor, dtype_name: str) -> None:
-    """A view whose every value is below UNDERFLOW_MARGIN x sqrt(the dtype's smallest normal)
-    (float32: 1.1e-18) in magnitude: its squares leave the dtype's normal range, its second
-    moments read 0 and every std with them. Judged on the kept rows (a view that small is that
-    small in its sample too); exact zeros are data, not underflow."""
-    largest = float(kept.abs().amax()) if kept.numel() else 0.0
-    limit = math.sqrt(torch.finfo(kept.dtype).tiny) * UNDERFLOW_MARGIN
-    if 0.0 < largest < limit:
+def _raise_if_underflowing(
+    source: ArraySource, mean: Tensor, m2: Tensor, n: int, kept: Tensor, dtype_name: str
+) -> None:
+    """A view whose values' mean square E[x_k^2] = mean_k^2 + M2_kk / N, in every dimension, is
+    below the compute dtype's smallest normal number (float32: 1.2e-38): its squares underflow,
+    its second moments read 0 and every std with them. Values of 1e-30 in float32 are refused;
+    5e-19 (squares 2.5e-37) score. A view of exact zeros, whose kept rows are all 0, is data,
+    not underflow."""
+    tiny = torch.finfo(kept.dtype).tiny
+    mean_square = float((mean.double().square() + m2.diagonal().double().clamp_min(0) / n).max())
+    if mean_square < tiny and bool((kept != 0).any()):
         hint = " (use --dtype float64)" if kept.dtype == torch.float32 else ""
         raise InputError(
-            f"{source.label}: values too small for {dtype_name}: the largest magnitude in its sample is "
-            f"{largest:.3g}, below {limit:.2g}, where squares underflow{hint}"
+            f"{source.label}: values too small for {dtype_name}: their mean square ({mean_square:.3g}) is "
+            f"below its smallest normal number ({tiny:.3g}), so their squares underflow{hint}"
         )
 
 
