@@ -60,7 +60,8 @@ PRODUCT_ROUTE_RATIO = 4  # per-batch D x D products below D = 4B, B x B Grams fr
 MIN_CHUNK_ROWS = 2048  # at large D the float64 absorb (O(D^2)) must be amortised over many rows
 ROWS_PER_DIM = 2  # ... and over at least 2 D rows (see chunk_size)
 DD_MATRICES_AT_PEAK = 12  # float64 D x D matrices held at the peak of a run (see _raise_if_too_large)
-THREADS_PER_CPU = 4  # --threads above this many per CPU is refused (see max_threads)
+MEMORY_CHECK_FROM = 1 << 30  # bytes of D x D statistics from which the free memory is checked
+MAX_THREADS = 1024  # --threads above this is refused: 30000 crashed libgomp (a segfault from 60000)
 PARALLEL_MAX_DIM = 1024  # chunks dealt to worker threads up to this D (see chunk_workers)
 Progress = Callable[[int, int], None]
 
@@ -96,12 +97,6 @@ class Settings:
     def flavors(self) -> list[str]:
         flavor = check_flavor(self.flavor)
         return list(FLAVORS) if flavor == "all" else [flavor]
-
-
-def max_threads() -> int:
-    """The most `--threads` accepted: THREADS_PER_CPU x the CPUs this process may run on."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return THREADS_PER_CPU * max(1, cpus)
 
 
 def chunk_size(rows: int | None, bsz: int | None, d: int) -> int:
@@ -237,10 +232,9 @@ def evaluate(
     s = settings or Settings()
     if s.threads is not None and (isinstance(s.threads, bool) or not isinstance(s.threads, int) or s.threads < 1):
         raise UsageError(f"--threads {s.threads}: expected a positive number of threads")
-    if s.threads is not None and s.threads > max_threads():
+    if s.threads is not None and s.threads > MAX_THREADS:
         raise UsageError(
-            f"--threads {s.threads}: at most {max_threads()} here ({THREADS_PER_CPU} per CPU this process may use; "
-            "more only slows torch down, and thousands make OpenMP fail to start them)"
+            f"--threads {s.threads}: at most {MAX_THREADS} (tens of thousands make OpenMP fail to start them)"
         )
     device = resolve_device(s.device)
     threads = torch.get_num_threads()  # the caller's, restored after (torch's setting is process-wide)
@@ -360,22 +354,42 @@ def _evaluate(
     )
 
 
+def _read_int(path: str) -> int | None:
+    try:
+        return int(Path(path).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None  # absent, or "max" (no limit)
+
+
 def available_memory() -> int | None:
-    """Bytes this machine can still give (MemAvailable + SwapFree of /proc/meminfo), or None
-    where that is not known."""
+    """Bytes this process can still get, or None where that is not known: MemAvailable plus
+    SwapFree from /proc/meminfo, and no more than its cgroup's limit less its usage (a
+    container's memory limit, v2 or v1)."""
     try:
         fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
-        return sum(int(fields[key].split()[0]) * 1024 for key in ("MemAvailable", "SwapFree"))
-    except (OSError, KeyError, ValueError):
+        free = int(fields["MemAvailable"].split()[0]) * 1024
+        free += int(fields.get("SwapFree", "0").split()[0]) * 1024
+    except (OSError, KeyError, ValueError, IndexError):
         return None
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
+        limit, usage = _read_int(limit_file), _read_int(usage_file)
+        if limit is not None and usage is not None and limit < 1 << 60:
+            free = min(free, max(limit - usage, 0))
+    return free
 
 
 def _raise_if_too_large(d: int, device: torch.device, za: ArraySource, zb: ArraySource) -> None:
     """Refuse, before the pass, a D whose D x D statistics cannot fit in memory: peak RSS is
-    about DD_MATRICES_AT_PEAK float64 D x D matrices (measured 1.8-2.0 GB at D = 4096, 5.7 GB
-    at D = 8192), so D = 16384 needs ~26 GB; the kernel would kill the process unannounced."""
+    about DD_MATRICES_AT_PEAK float64 D x D matrices (measured 10-12: 1.8-2.2 GB at D = 4096,
+    5.7 GB at D = 8192), so D = 16384 needs ~26 GB, which the kernel would answer by killing
+    the process unannounced. Checked from MEMORY_CHECK_FROM bytes on (D ~ 3300), on the CPU."""
     need = DD_MATRICES_AT_PEAK * 8 * d * d
-    free = available_memory() if device.type == "cpu" else None
+    if need < MEMORY_CHECK_FROM or device.type != "cpu":  # small D always fits; a GPU's memory is its own
+        return
+    free = available_memory()
     if free is not None and need > free:
         raise InputError(
             f"{za.label}, {zb.label}: D = {d} needs about {need / 1e9:.1f} GB of memory for its D x D "

@@ -522,19 +522,52 @@ def test_the_same_array_twice_is_warned_of(run: Runner) -> None:
 
 def test_a_dimension_whose_statistics_cannot_fit_is_refused_before_the_pass(run: Runner, monkeypatch) -> None:
     """D x D float64 state: D = 16384 needs ~26 GB, which the kernel would answer by killing the
-    process without a word. Refused with the sizes when it does not fit, scored when it does, and
-    when the free memory is not known."""
+    process without a word. Refused with the sizes when it does not fit; scored when it does,
+    when the free memory is not known, and whatever the memory reads below MEMORY_CHECK_FROM
+    (a /proc/meminfo reading 0 must not refuse every run: review)."""
     from sslcheck import engine
 
     za, zb = views_engine(64, 8, 17)
     pa, pb = run.files(za, zb)
     need = engine.DD_MATRICES_AT_PEAK * 8 * 8 * 8
+    monkeypatch.setattr(engine, "MEMORY_CHECK_FROM", 0)
     monkeypatch.setattr(engine, "available_memory", lambda: need - 1)
     with pytest.raises(InputError, match=r"D = 8 needs about .* GB of memory for its D x D statistics"):
         evaluate_files(pa, pb, Settings(batch_size=16))
     for free in (need, None):
         monkeypatch.setattr(engine, "available_memory", lambda free=free: free)
         assert evaluate_files(pa, pb, Settings(batch_size=16)).verdict["status"]
+    monkeypatch.setattr(engine, "MEMORY_CHECK_FROM", need + 1)
+    monkeypatch.setattr(engine, "available_memory", lambda: 0)
+    assert evaluate_files(pa, pb, Settings(batch_size=16)).verdict["status"]
+
+
+def test_available_memory_takes_the_smaller_of_the_kernel_and_the_cgroup_figures(monkeypatch, tmp_path) -> None:
+    """MemAvailable + SwapFree (SwapFree may be absent), capped by a cgroup's limit less its
+    usage; None where /proc/meminfo cannot be read."""
+    from sslcheck import engine
+
+    files = {
+        "/proc/meminfo": "MemTotal: 100 kB\nMemAvailable: 40 kB\nSwapFree: 10 kB\n",
+        "/sys/fs/cgroup/memory.max": "max\n",
+        "/sys/fs/cgroup/memory.current": "5\n",
+    }
+
+    class FakePath(type(tmp_path)):  # type: ignore[misc]
+        def read_text(self, *args, **kwargs):
+            if str(self) not in files:
+                raise FileNotFoundError(str(self))
+            return files[str(self)]
+
+    monkeypatch.setattr(engine, "Path", FakePath)
+    assert engine.available_memory() == 50 * 1024
+    files["/sys/fs/cgroup/memory.max"] = "20485\n"  # a container limit: 20485 - 5 bytes left
+    assert engine.available_memory() == 20480
+    files["/proc/meminfo"] = "MemAvailable: 40 kB\n"
+    files["/sys/fs/cgroup/memory.max"] = "max\n"
+    assert engine.available_memory() == 40 * 1024
+    del files["/proc/meminfo"]
+    assert engine.available_memory() is None
 
 
 def test_available_memory_reads_the_kernel_figures() -> None:
