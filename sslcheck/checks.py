@@ -123,7 +123,7 @@ def parse_gate(text: str, level: Literal["FAIL", "WARN"] = "FAIL") -> Gate:
     check_path(path, option)
     threshold: float | str
     if path == "verdict.status":  # a word: a misspelt one would make the gate pass on every input
-        threshold = raw.strip("\"'")
+        threshold = raw.strip("\"'").replace("-", "_")  # as CLI names, - or _
         statuses = ["healthy", *VERDICT_RULES]
         if op not in ("==", "!=") or threshold not in statuses:
             raise UsageError(

@@ -51,6 +51,7 @@ def test_user_gates_pass_fail_warn_and_strict(runner):
     assert run_check(runner, [*args, "--warn", "inputs.n > 1000000"]).exit_code == 0
     assert run_check(runner, [*args, "--warn", "inputs.n > 1000000", "--strict"]).exit_code == 1
     assert run_check(runner, [*args, "--gate", "verdict.status == healthy"]).exit_code == 0
+    assert run_check(runner, [*args, "--gate", "verdict.status != complete-collapse"]).exit_code == 0
 
 
 def test_absent_by_design_is_skip_and_null_is_error(runner, tmp_path):

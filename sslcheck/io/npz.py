@@ -51,14 +51,13 @@ class NpzSource(ArraySource):
         try:
             with zipfile.ZipFile(path) as zf:
                 names = [i.filename for i in zf.infolist() if i.filename.endswith(".npy")]
-                twice = sorted(name for name, count in Counter(names).items() if count > 1)
-                if twice:  # zipfile reads the last copy, numpy's np.load the first: neither is safe to pick
-                    raise InputError(f"{self.path}: the archive holds {', '.join(twice)} more than once")
                 members = {name.removesuffix(".npy"): name for name in names}
                 if not members:
                     raise InputError(f"{self.path}: not an .npz archive (a zip file with no .npy members)")
                 self.key = select_key(self.path, list(members), key)
                 self._member = members[self.key]
+                if Counter(names)[self._member] > 1:  # zipfile and np.load read one copy, unannounced
+                    raise InputError(f"{self.label}: the archive holds {self._member} more than once")
                 info = zf.getinfo(self._member)
                 if info.flag_bits & 0x1:
                     raise InputError(f"{self.label}: the member is encrypted")

@@ -87,7 +87,7 @@ def _check_layout(path: Path, header: dict[str, dict], buffer: int) -> None:
     integer offsets; the tensors' byte ranges, in order, tile the data buffer exactly (no overlap,
     no gap, nothing after), each as long as its shape and dtype need; `__metadata__` a map of
     strings. Two tensors on the same bytes would score a view against itself."""
-    metadata = header.get("__metadata__", {})
+    metadata = header.get("__metadata__") or {}  # null is accepted, as the library accepts it
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise InputError(f"{path}: not a valid .safetensors file (__metadata__ is not a map of strings)")
     spans = []
