@@ -1068,3 +1068,25 @@ def test_spectra_from_the_rows_equal_those_from_the_moments(offset: float) -> No
         np.testing.assert_allclose(rows, moments, rtol=1e-9, atol=1e-12 * moments[0])
     ref = np.linalg.svd(zc.numpy(), compute_uv=False) ** 2 / 29  # the covariance's from an SVD
     np.testing.assert_allclose(from_rows.covariance[:29], ref[:29], rtol=1e-9)
+
+
+@pytest.mark.parametrize(("n", "d", "solved"), [(30, 50, 30), (2, 6, 2), (40, 40, 40), (60, 40, 40)])
+def test_the_engine_solves_n_by_n_spectra_where_every_row_is_kept_and_n_is_below_d(
+    tmp_path: Path, monkeypatch, n: int, d: int, solved: int
+) -> None:
+    """The route is taken (the solver sees N x N matrices) only for N < D, and its metrics are
+    the float64 references' (N = 2: one centred eigenvalue; N = D and N > D: D x D)."""
+    from sslcheck.diagnostics import spectrum
+
+    sizes: list[int] = []
+    solve = spectrum._descending_eigenvalues
+    monkeypatch.setattr(spectrum, "_descending_eigenvalues", lambda m: sizes.append(m.shape[0]) or solve(m))
+    rng = np.random.default_rng(n + d)
+    za = rng.standard_normal((n, d)) + 0.5
+    zb = za + 0.3 * rng.standard_normal((n, d))
+    got = diag(run(tmp_path, za, zb, None))
+    assert sizes == [solved] * 4
+    for view, z in (("za", za), ("zb", zb)):
+        ref = ref_view(z)
+        for key in ("effective_rank", "effective_rank_centered", "stable_rank", "rank_ratio"):
+            assert_close(got[view][key], ref[key], rtol=1e-9, atol=1e-300, key=f"{view}.{key}")
