@@ -7,7 +7,7 @@ products in the compute dtype, added into sums there and merged in float64 8 chu
 of B rows, every loss sharing the batch's cached statistics (`sslcheck.losses.pair.Batch`); the
 moments of L2-normalised rows and positive-pair cosines; the rows of the seeded pair sample.
 Memory is O(D^2 + C D + S D) whatever N is; nothing builds an N x N matrix. On two CPU threads and
-up to D = 1024, chunks are dealt to two worker threads, each with its own statistics, merged after
+up to D = 2048, chunks are dealt to two worker threads, each with its own statistics, merged after
 the pass (`sslcheck.parallel`, `chunk_workers`).
 """
 
@@ -62,7 +62,7 @@ ROWS_PER_DIM = 2  # ... and over at least 2 D rows (see chunk_size)
 DD_MATRICES_AT_PEAK = 12  # float64 D x D matrices held at the peak of a run (see _raise_if_too_large)
 MEMORY_CHECK_FROM = 1 << 30  # bytes of D x D statistics from which the free memory is checked
 MAX_THREADS = 1024  # --threads above this is refused: 30000 crashed libgomp (a segfault from 60000)
-PARALLEL_MAX_DIM = 1024  # chunks dealt to worker threads up to this D (see chunk_workers)
+PARALLEL_MAX_DIM = 2048  # chunks dealt to worker threads up to this D (see chunk_workers)
 Progress = Callable[[int, int], None]
 
 
@@ -438,9 +438,10 @@ def chunk_workers(device: torch.device, d: int) -> int:
     up to `blas.MAX_WORKERS` of them and D <= PARALLEL_MAX_DIM, where it was measured; else 1.
 
     With two: `score` at N = 2^20, D = 512 19.9-20.5 s against 22.1-24.2 s (36-38 against
-    39-43 s CPU); N = 2^17, D = 1024 9.1-9.8 against 10.2-11.1 s; at D = 2048, where a chunk's
-    time is its products, which torch's threads already split, no faster (14.5-17.4 against
-    15.5-16.2 s at N = 2^16) and 0.5 GB more (each worker's read buffers and D x D sums). More
+    39-43 s CPU); N = 2^17, D = 1024 9.1-9.8 against 10.2-11.1 s; N = 2^18, D = 2048 41.8-48.9 s
+    (mean 45.2, 80-87 s CPU) against 45.1-52.5 s (mean 48.1, 82-89 s CPU), alternating, five
+    pairs, with 1.5-1.6 GB peak RSS against 0.92-0.96 GB (each worker's read buffers and D x D
+    sums). Above D = 2048 the second worker's buffers grow as D^2 and D C (untested). More
     threads than blas.MAX_WORKERS go to torch's own pool (unmeasured here), and a GPU has one
     stream."""
     threads = torch.get_num_threads()

@@ -157,6 +157,7 @@ def test_two_workers_score_what_one_scores(tmp_path: Path, restore_threads: None
         (2000, {"drop_last": False}),  # a short last batch (2000 = 31 x 64 + 16), written at index 31
         (200, {}),  # N within one chunk: the second worker gets nothing
         (2000, {"batch_size": None}),  # one batch of all rows: no per-batch values
+        (2000, {"batch_size": 8}),  # D = 40 >= 4B: Grams per batch, the chunk's own cross product (as D = 2048)
     ],
 )
 def test_two_workers_at_the_edges(tmp_path: Path, restore_threads: None, n: int, settings: dict) -> None:
@@ -185,8 +186,8 @@ def test_two_workers_name_the_first_bad_row(tmp_path: Path, restore_threads: Non
 
 def test_chunk_workers_only_where_measured(restore_threads: None) -> None:
     torch.set_num_threads(2)
-    assert chunk_workers(torch.device("cpu"), 1024) == 2
-    assert chunk_workers(torch.device("cpu"), 1025) == 1  # products dominate: torch's threads
+    assert chunk_workers(torch.device("cpu"), 2048) == 2
+    assert chunk_workers(torch.device("cpu"), 2049) == 1  # unmeasured: the second buffers grow as D^2
     assert chunk_workers(torch.device("cuda"), 64) == 1  # one stream
     torch.set_num_threads(1)
     assert chunk_workers(torch.device("cpu"), 64) == 1
