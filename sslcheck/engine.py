@@ -299,8 +299,9 @@ def _evaluate(
     finite_a.raise_if_bad()
     finite_b.raise_if_bad()
     if not moments.is_finite():
-        hint = " (use --dtype float64)" if dtype == torch.float32 else ""
-        raise InputError(f"{za.label}, {zb.label}: values too large for {s.dtype}: their second moments overflow{hint}")
+        raise InputError(
+            f"{za.label}, {zb.label}: values too large for {s.dtype}: their second moments overflow{_wider(dtype)}"
+        )
     for source, mean, m2, kept in (
         (za, moments.mean_a, moments.m_aa, keeper.a),
         (zb, moments.mean_b, moments.m_bb, keeper.b),
@@ -415,6 +416,11 @@ def _same_array(za: ArraySource, zb: ArraySource) -> bool:
         return False
 
 
+def _wider(dtype: torch.dtype) -> str:
+    """The way out of a range error, where there is one: ' (use --dtype float64)'."""
+    return " (use --dtype float64)" if dtype == torch.float32 else ""
+
+
 def _raise_if_underflowing(
     source: ArraySource, mean: Tensor, m2: Tensor, n: int, kept: Tensor, dtype_name: str
 ) -> None:
@@ -426,10 +432,9 @@ def _raise_if_underflowing(
     tiny = torch.finfo(kept.dtype).tiny
     mean_square = float((mean.double().square() + m2.diagonal().double().clamp_min(0) / n).max())
     if mean_square < tiny and bool((kept != 0).any()):
-        hint = " (use --dtype float64)" if kept.dtype == torch.float32 else ""
         raise InputError(
             f"{source.label}: values too small for {dtype_name}: their mean square ({mean_square:.3g}) is "
-            f"below its smallest normal number ({tiny:.3g}), so their squares underflow{hint}"
+            f"below its smallest normal number ({tiny:.3g}), so their squares underflow{_wider(kept.dtype)}"
         )
 
 

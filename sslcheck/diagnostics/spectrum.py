@@ -60,7 +60,7 @@ class Spectrum:
 def _descending_eigenvalues(matrix: Tensor) -> np.ndarray:
     """Eigenvalues of a symmetric matrix in float64, largest first, negatives (rounding) to 0.
     On the CPU up to D = NUMPY_EIGEN_MAX_DIM numpy's LAPACK (OpenBLAS) solves them, above it
-    torch's (MKL): D = 2048 0.40 against 0.54 s, D = 3072 1.6 s each, D = 4096 3.5-3.9
+    torch's (MKL in its x86 wheels): D = 2048 0.40 against 0.54 s, D = 3072 1.6 s each, D = 4096 3.5-3.9
     against 2.3-2.7 s (one solve, 2 cores, interleaved)."""
     if matrix.device.type == "cpu" and matrix.shape[0] <= NUMPY_EIGEN_MAX_DIM:
         values = np.linalg.eigvalsh(matrix.to(torch.float64).numpy())[::-1]
