@@ -518,6 +518,13 @@ def test_the_same_array_twice_is_warned_of(run: Runner) -> None:
     both = run.tmp_path / "both.npz"
     np.savez(both, za=za, zb=zb)
     assert evaluate_files(str(both), None, Settings(batch_size=16)).warnings == []
+    shards = run.tmp_path / "shards"
+    shards.mkdir()
+    np.save(shards / "part1.npy", za[:32])
+    np.save(shards / "part2.npy", za[32:])
+    pattern = str(shards / "*.npy")  # a glob is no file: named twice, the same array still
+    [warning] = evaluate_files(pattern, pattern, Settings(batch_size=16)).warnings
+    assert warning.startswith("za and zb are the same array")
 
 
 def test_a_dimension_whose_statistics_cannot_fit_is_refused_before_the_pass(run: Runner, monkeypatch) -> None:
