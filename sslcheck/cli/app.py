@@ -92,6 +92,11 @@ class OneLineErrors(TyperGroup):
             sys.exit(EXIT_OK)
         except typer.Exit as err:
             sys.exit(err.exit_code)
+        except SystemExit as err:  # click's own exit 1 on a closed stdout, outside a command (--help)
+            if err.code == EXIT_FAILED and stdout_closed():
+                detach_stdout()
+                sys.exit(EXIT_OK)
+            raise
         except typer.Abort:
             typer.echo("Error: aborted", err=True)
             sys.exit(EXIT_INTERRUPTED)
