@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import select
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -37,6 +37,17 @@ def stdout_closed() -> bool:
         return True
 
 
+def closed_pipe_exit() -> NoReturn:
+    """Exit after a write to a closed pipe: 0 where it was stdout (`| head` under pipefail: not
+    the 1 of a failed gate, which click and rich would give; `check` keeps its gates' code by
+    catching the error itself, once they are evaluated), 1 where stderr's reader went (so check
+    never passes unread)."""
+    if stdout_closed():
+        detach_stdout()
+        sys.exit(EXIT_OK)
+    sys.exit(EXIT_FAILED)
+
+
 def detach_stdout() -> None:
     """Point stdout at /dev/null once its reader has gone, so that nothing more (the final flush
     at exit included) fails on the closed pipe."""
@@ -47,7 +58,8 @@ def detach_stdout() -> None:
 
 def stdout_console(piped_width: int = 160) -> Any:
     """A rich Console on stdout, `piped_width` columns wide when stdout is not a terminal. Its
-    closed pipe raises BrokenPipeError (for `OneLineErrors.invoke`), where rich would exit 1."""
+    closed pipe raises BrokenPipeError, as a plain write does (`closed_pipe_exit`), where rich
+    would point stdout at /dev/null and exit 1."""
     from rich.console import Console
 
     class StdoutConsole(Console):
@@ -67,16 +79,8 @@ class OneLineErrors(TyperGroup):
     `Error:` line (greppable in CI logs) instead of a boxed panel or a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        """A command whose stdout reader went away (`| head`) exits 0, not click's 1 (the code
-        of a failed gate); `check` keeps its gates' code (it catches the error itself, once the
-        gates are evaluated). A closed stderr still exits 1."""
         try:
             return super().invoke(ctx)
-        except BrokenPipeError:
-            if not stdout_closed():  # stderr's reader went: click exits 1 (check never passes unread)
-                raise
-            detach_stdout()
-            raise typer.Exit(EXIT_OK) from None
         except KeyboardInterrupt:  # typer would exit 130 without a word
             typer.echo("Error: interrupted", err=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -92,10 +96,9 @@ class OneLineErrors(TyperGroup):
             sys.exit(EXIT_OK)
         except typer.Exit as err:
             sys.exit(err.exit_code)
-        except SystemExit as err:  # click's own exit 1 on a closed stdout, outside a command (--help)
-            if err.code == EXIT_FAILED and stdout_closed():
-                detach_stdout()
-                sys.exit(EXIT_OK)
+        except SystemExit as err:  # click's own exit 1 on a closed pipe (--help into `| head`)
+            if err.code == EXIT_FAILED:
+                closed_pipe_exit()
             raise
         except typer.Abort:
             typer.echo("Error: aborted", err=True)
@@ -106,6 +109,8 @@ class OneLineErrors(TyperGroup):
             if debug:
                 raise
             error_exit(str(err))
+        except BrokenPipeError:  # a command's output into `| head`
+            closed_pipe_exit()
         except Exception as err:  # an internal error: short message, traceback with --debug
             if debug:
                 raise
