@@ -42,8 +42,14 @@ KEYS: dict[str, tuple[type, ...]] = {
     "thresholds": (dict,),
 }
 PATH_KEYS = ("labels", "baseline")
-TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}
-TYPE_NAMES[dict] = "a table"
+TYPE_NAMES = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    list: "a list",
+    dict: "a table",
+}
 
 
 @dataclass
