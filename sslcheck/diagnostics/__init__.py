@@ -100,7 +100,7 @@ def _view(
     limits: Mapping[str, float],
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     std = dimension_std(m2, n)
-    spectrum = view_spectrum(n, mean, m2, eps, rows=sample if sample.shape[0] == n else None)
+    spectrum = view_spectrum(n, mean, m2, eps, rows=sample)
     fit = None if spectrum.zero_covariance else alpha_req_fit(spectrum.covariance, n)
     metrics: dict[str, Any] = {
         **std_metrics(std, limits["dead_rel"], limits["dead_abs"]),

@@ -75,7 +75,7 @@ def _padded(values: np.ndarray, d: int) -> np.ndarray:
 
 def view_spectrum(n: int, mean: Tensor, m2: Tensor, eps: float, rows: Tensor | None = None) -> Spectrum:
     """Both spectra of one view from its count, mean [D] and centred co-moment M2 [D, D], or
-    from `rows`, all N of them, where given and N < D (module docstring).
+    from `rows` (the kept rows) where they are all N of them and N < D (module docstring).
 
     `eps` is the machine epsilon of the compute dtype. Cov counts as zero when every
     std_k <= eps * max_k |mean_k|: a spread below one unit in the last place of the mean is

@@ -47,9 +47,10 @@ class SafetensorsSource(ArraySource):
         name, stored = DTYPES.get(str(st_dtype), (str(st_dtype), ""))
         self.n, self.d, self.dtype = validate_shape(self.label, shape, name)
         # the layout was checked with the header: its bytes are its own and lie within the file
-        raw = RawArray(self.path, data_start + begin, np.dtype(stored), self.n, self.d, bfloat16=name == "bfloat16")
-        self._raw = raw
-        self.nbytes = raw.nbytes
+        self._raw = RawArray(
+            self.path, data_start + begin, np.dtype(stored), self.n, self.d, bfloat16=name == "bfloat16"
+        )
+        self.nbytes = self._raw.nbytes
 
     def chunks(self, rows: int) -> Iterator[np.ndarray]:
         return self._raw.chunks(rows, self.label)
