@@ -434,3 +434,18 @@ def test_a_closed_stderr_never_makes_check_pass():
     proc.stderr.close()
     proc.stdout.read()
     assert proc.wait(timeout=120) == 1
+
+
+@pytest.mark.parametrize("target", ["-", "/dev/stdout"])
+def test_output_to_stdout_into_a_closed_pipe_exits_0(target):
+    """`score -o - | head` is a closed stdout like any other (exit 0), not a file that cannot be
+    written (exit 2)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sslcheck", "score", *sample("healthy"), "-f", "json", "-o", target, "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and err == b""

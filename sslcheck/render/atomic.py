@@ -92,13 +92,15 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
                 view = view[os.write(target, view) :]
             return
         if not isinstance(target, Path):  # sys.stdout or sys.stderr, as this process holds it
-            target.write(raw.decode())
+            target.write(data if isinstance(data, str) else data.decode())
             target.flush()
             return
         if _is_stream(target):
             with open(target, "wb") as f:
                 f.write(raw)
             return
+    except BrokenPipeError:  # `-o - | head`: a closed pipe, as for any output (cli.app.closed_pipe_exit)
+        raise
     except OSError as err:
         raise UsageError(f"{path}: cannot write ({err.strerror})") from None
     try:
