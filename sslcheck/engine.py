@@ -39,7 +39,7 @@ from sslcheck.losses.flavors import (
 )
 from sslcheck.losses.normalize import TF_SQ_GUARD, RowNorm, normalize_rows, row_sq_norms
 from sslcheck.losses.pair import Batch, RowValues, WholeSet
-from sslcheck.parallel import deal
+from sslcheck.parallel import blocks_to_keep, deal
 from sslcheck.result import InputInfo, LossResult, Result, Summary, finite_or_none
 from sslcheck.stats import (
     BlockSums,
@@ -215,8 +215,8 @@ def _no_bad_values(sq_diff: Tensor, start: int, views: tuple[tuple[Tensor, np.nd
     return all([finite.check(start, x, raw) for x, raw, finite in views])
 
 
-def _chunk_pairs(za: ArraySource, zb: ArraySource, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    yield from zip(za.chunks(rows), zb.chunks(rows), strict=True)
+def _chunk_pairs(za: ArraySource, zb: ArraySource, rows: int, keep: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    yield from zip(za.chunks(rows, keep), zb.chunks(rows, keep), strict=True)
 
 
 @torch.inference_mode()
@@ -295,7 +295,7 @@ def _evaluate(
         keeper=keeper,
         finite=(finite_a, finite_b),
     )
-    moments, l2a, l2b, cosine, row_sums = _run_pass(setup, _chunk_pairs(za, zb, chunk), progress, n)
+    moments, l2a, l2b, cosine, row_sums = _run_pass(setup, za, zb, chunk, progress)
     finite_a.raise_if_bad()
     finite_b.raise_if_bad()
     if not moments.is_finite():
@@ -502,17 +502,20 @@ class _PassSetup:
 
 
 def _run_pass(
-    setup: _PassSetup, pairs: Iterator[tuple[np.ndarray, np.ndarray]], progress: Progress | None, n: int
+    setup: _PassSetup, za: ArraySource, zb: ArraySource, rows: int, progress: Progress | None
 ) -> tuple[PairMoments, ElementMoments, ElementMoments, ElementMoments, dict[tuple[str, str], dict[str, Any]]]:
-    """Read every chunk once, on this thread or dealt to `setup.workers` threads (each running
-    its operations on its share of torch's threads), and return the merged statistics."""
+    """Read every chunk of `rows` rows once, on this thread or dealt to `setup.workers` threads
+    (each running its operations on its share of torch's threads, on the blocks as read), and
+    return the merged statistics."""
+    one = setup.workers == 1
+    pairs = _chunk_pairs(za, zb, rows, 1 if one else blocks_to_keep(setup.workers))
     threads = torch.get_num_threads()
     torch.set_num_threads(threads // setup.workers)
     try:
         with blas.products(setup.device, setup.dtype) as products:
             passes = [_Pass(setup, products) for _ in range(setup.workers)]
-            report = (lambda rows: progress(rows, n)) if progress else None
-            if setup.workers == 1:
+            report = (lambda done: progress(done, za.n)) if progress else None
+            if one:
                 _serial(pairs, passes[0], report)
             else:
                 deal(pairs, [part.chunk for part in passes], report)

@@ -3,6 +3,7 @@ InputError naming the file and the problem; nothing is ever unpickled."""
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import pickle
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 from sslcheck.errors import InputError
 from sslcheck.io import ArraySource, load_labels, open_array, open_pair
 from sslcheck.io.shards import natural_key
+from sslcheck.io.source import BufferRing
 
 N, D = 23, 5
 ROWS = [1, 4, 7, N, N + 9]  # 1, sizes not dividing N, exactly N, more than N
@@ -162,13 +164,35 @@ def test_pt_parameter_with_grad(tmp_path: Path) -> None:
     assert torch.is_grad_enabled()  # reading paused mid-file leaves the caller's grad mode alone
 
 
-def test_chunk_buffers_are_reused_but_values_are_right(tmp_path: Path) -> None:
-    # A block may be overwritten by the next one: read_all copies; a consumer that does not
-    # copy must still see each block's own rows while it holds it.
-    t = tensor("float64")
-    path, _ = write(tmp_path, "npy", t)
-    for start, block in zip(range(0, N, 4), open_array(path).chunks(4), strict=True):
-        np.testing.assert_array_equal(block, t.numpy()[start : start + 4])
+def assert_last_blocks_intact(src: ArraySource, rows: int, keep: int, want: np.ndarray) -> None:
+    """Hold the last `keep` blocks as yielded (views, not copies): each must still hold its own
+    rows while the next keep - 1 are read (buffers are reused after that: read_all copies)."""
+    held: collections.deque[tuple[int, np.ndarray]] = collections.deque(maxlen=keep)
+    start = 0
+    for block in src.chunks(rows, keep):
+        held.append((start, block))
+        start += len(block)
+        for first, b in held:
+            np.testing.assert_array_equal(b, want[first : first + len(b)], strict=True)
+    assert start == src.n
+
+
+@pytest.mark.parametrize(("kind", "dtype"), CASES)
+def test_the_last_keep_blocks_stay_intact(tmp_path: Path, kind: str, dtype: str) -> None:
+    t = tensor(dtype)
+    path, key = write(tmp_path, kind, t)
+    for rows in (1, 4, N):
+        for keep in (1, 2, 5):
+            assert_last_blocks_intact(open_array(path, key), rows, keep, expected(t))
+
+
+def test_a_buffer_ring_hands_out_keep_arrays_in_turn() -> None:
+    ring = BufferRing(3, (2, 2), np.float32)
+    first = [ring.next() for _ in range(3)]
+    assert len({id(a) for a in first}) == 3 and all(a.shape == (2, 2) and a.dtype == np.float32 for a in first)
+    assert [ring.next() for _ in range(3)] == first  # the same arrays, in the same turn (identity)
+    with pytest.raises(ValueError, match="keep"):
+        BufferRing(0, (2, 2), np.float32)
 
 
 def test_rows_must_be_positive(tmp_path: Path) -> None:
@@ -292,11 +316,13 @@ def test_shards_of_containers_pass_the_key_through(tmp_path: Path, kind: str) ->
 
 
 @settings(max_examples=40, deadline=None)
-@given(sizes=st.lists(st.integers(1, 9), min_size=1, max_size=6), rows=st.integers(1, 20))
-def test_shard_chunks_have_exactly_rows_rows(sizes: list[int], rows: int) -> None:
+@given(sizes=st.lists(st.integers(1, 9), min_size=1, max_size=6), rows=st.integers(1, 20), keep=st.integers(1, 5))
+def test_shard_chunks_have_exactly_rows_rows(sizes: list[int], rows: int, keep: int) -> None:
+    """Whole blocks as the shards read them and blocks stitched across shards alike."""
     with tempfile.TemporaryDirectory() as tmp:
         want = _write_shards(Path(tmp) / "emb", sizes, d=3)
         np.testing.assert_array_equal(read_all(open_array(Path(tmp) / "emb"), rows), want)
+        assert_last_blocks_intact(open_array(Path(tmp) / "emb"), rows, keep, want)
 
 
 # --- labels -------------------------------------------------------------------------------

@@ -14,17 +14,19 @@ import torch
 
 from sslcheck.engine import Settings, chunk_workers, evaluate_files
 from sslcheck.errors import InputError
-from sslcheck.parallel import deal
+from sslcheck.parallel import blocks_to_keep, deal
 from sslcheck.render.flat import numeric_leaves
 from sslcheck.result import Result
 from tests.data import save_pair, views
 
 
-def one_buffer_source(blocks: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yields each block (and its negation) from one reused pair of buffers, as the readers do:
-    a consumer that kept a view instead of a copy would see later blocks' values."""
-    buf_a, buf_b = np.empty_like(blocks[0]), np.empty_like(blocks[0])
-    for block in blocks:
+def ring_source(blocks: list[np.ndarray], keep: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yields each block (and its negation) from a ring of `keep` reused pairs of buffers, as the
+    readers do (`ArraySource.chunks(rows, keep)`), reading ahead as soon as it is asked: a
+    consumer still working on a block that was read over would see a later block's values."""
+    ring = [(np.empty_like(blocks[0]), np.empty_like(blocks[0])) for _ in range(keep)]
+    for j, block in enumerate(blocks):
+        buf_a, buf_b = ring[j % keep]
         a, b = buf_a[: len(block)], buf_b[: len(block)]
         a[:] = block
         np.negative(block, out=b)
@@ -32,20 +34,25 @@ def one_buffer_source(blocks: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3])
-def test_each_worker_gets_its_chunks_in_order_as_copies(workers: int) -> None:
+def test_each_worker_gets_its_chunks_in_order_intact(workers: int) -> None:
+    """From a source that keeps only `blocks_to_keep(W)` blocks, each chunk holds its own values
+    until its consumer returns, however far the workers fall out of step."""
     rng = np.random.default_rng(0)
-    blocks = [rng.standard_normal((7, 3)) for _ in range(10)] + [rng.standard_normal((4, 3))]
+    blocks = [rng.standard_normal((7, 3)) for _ in range(20)] + [rng.standard_normal((4, 3))]
     seen: list[list[tuple[int, np.ndarray, np.ndarray]]] = [[] for _ in range(workers)]
 
     def consumer(w: int):  # type: ignore[no-untyped-def]
         def consume(start: int, a: np.ndarray, b: np.ndarray) -> None:
-            time.sleep(0.001 * ((start + w) % 3))  # workers finish out of step
-            seen[w].append((start, a.copy(), b.copy()))
+            first = a.copy(), b.copy()
+            time.sleep(0.002 * ((start + 2 * w) % 5))  # workers finish out of step
+            np.testing.assert_array_equal(a, first[0])  # still intact at the end
+            np.testing.assert_array_equal(b, first[1])
+            seen[w].append((start, *first))
 
         return consume
 
     progress: list[int] = []
-    deal(one_buffer_source(blocks), [consumer(w) for w in range(workers)], progress.append)
+    deal(ring_source(blocks, blocks_to_keep(workers)), [consumer(w) for w in range(workers)], progress.append)
     starts = np.cumsum([0] + [len(b) for b in blocks])
     for w in range(workers):
         mine = list(range(w, len(blocks), workers))

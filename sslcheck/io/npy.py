@@ -54,5 +54,5 @@ class NpySource(ArraySource):
         self._raw.require_within(path.stat().st_size, self.path)
         self.nbytes = self._raw.nbytes
 
-    def chunks(self, rows: int) -> Iterator[np.ndarray]:
-        return self._raw.chunks(rows, self.label)
+    def chunks(self, rows: int, keep: int = 1) -> Iterator[np.ndarray]:
+        return self._raw.chunks(rows, self.label, keep)

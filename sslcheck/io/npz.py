@@ -23,7 +23,7 @@ import numpy as np
 from sslcheck.errors import InputError
 from sslcheck.io.npy import read_npy_header
 from sslcheck.io.raw import CHECK_PIECE, Checksum, RawArray, to_native
-from sslcheck.io.source import ArraySource, read_exact, select_key, validate_shape
+from sslcheck.io.source import ArraySource, BufferRing, read_exact, select_key, validate_shape
 
 # What zipfile / zlib raise for a damaged, encrypted or exotic archive.
 ZIP_ERRORS = (
@@ -87,12 +87,12 @@ class NpzSource(ArraySource):
             return ["Fortran-order array in a compressed .npz: decompressed whole into memory"]
         return []
 
-    def chunks(self, rows: int) -> Iterator[np.ndarray]:
+    def chunks(self, rows: int, keep: int = 1) -> Iterator[np.ndarray]:
         if self._raw is not None:
-            return self._raw.chunks(rows, self.label)
-        return self._stream(rows)
+            return self._raw.chunks(rows, self.label, keep)
+        return self._stream(rows, keep)
 
-    def _stream(self, rows: int) -> Iterator[np.ndarray]:
+    def _stream(self, rows: int, keep: int) -> Iterator[np.ndarray]:
         if rows < 1:
             raise ValueError(f"rows must be >= 1, got {rows}")
         try:
@@ -106,9 +106,9 @@ class NpzSource(ArraySource):
                     for start in range(0, self.n, rows):
                         yield to_native(np.ascontiguousarray(whole.T[start : start + rows]))
                     return
-                buf = np.empty((min(rows, self.n), self.d), dtype=self._np_dtype)
+                ring = BufferRing(keep, (min(rows, self.n), self.d), self._np_dtype)
                 for start in range(0, self.n, rows):
-                    view = buf[: min(rows, self.n - start)]
+                    view = ring.next()[: min(rows, self.n - start)]
                     read_exact(f, view, self.label)  # type: ignore[arg-type]
                     if start + len(view) == self.n:  # before the last chunk goes out
                         _read_to_the_end(f)

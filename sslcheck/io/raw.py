@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sslcheck.errors import InputError
-from sslcheck.io.source import as_bytes, bfloat16_to_float32, read_exact
+from sslcheck.io.source import BufferRing, as_bytes, bfloat16_to_float32, read_exact
 
 CHECK_PIECE = 1 << 24  # bytes read at a time where a checksum needs bytes no chunk holds
 
@@ -62,8 +62,9 @@ class RawArray:
                 f"bytes of data but only {max(size - self.offset, 0)} bytes follow the header"
             )
 
-    def chunks(self, rows: int, label: str) -> Iterator[np.ndarray]:
-        """Consecutive C-contiguous native-endian [rows, D] blocks (the last may be shorter)."""
+    def chunks(self, rows: int, label: str, keep: int = 1) -> Iterator[np.ndarray]:
+        """Consecutive C-contiguous native-endian [rows, D] blocks (the last may be shorter), the
+        last `keep` of them intact (`ArraySource.chunks`)."""
         if rows < 1:
             raise ValueError(f"rows must be >= 1, got {rows}")
         if self.fortran:
@@ -72,19 +73,23 @@ class RawArray:
                     self._verify(f, self.checksum.start, self.checksum.stop, 0, label)
             yield from self._fortran_chunks(rows)
             return
-        buf = np.empty((min(rows, self.n), self.d), dtype=self.dtype)
-        out = np.empty(buf.shape, dtype=np.float32) if self.bfloat16 else None
+        shape = (min(rows, self.n), self.d)
+        # bfloat16 is read into one buffer and widened into the ring's; the rest is read in place
+        ring = BufferRing(keep, shape, np.float32 if self.bfloat16 else self.dtype)
+        raw = np.empty(shape, dtype=self.dtype) if self.bfloat16 else None
         with open(self.path, "rb", buffering=0) as f:
             crc = 0 if self.checksum is None else _crc_of(f, self.checksum.start, self.offset, 0, label)
             f.seek(self.offset)
             for start in range(0, self.n, rows):
                 r = min(rows, self.n - start)
-                read_exact(f, buf[:r], label)
+                out = ring.next()[:r]
+                block = out if raw is None else raw[:r]
+                read_exact(f, block, label)
                 if self.checksum is not None:
-                    crc = zlib.crc32(as_bytes(buf[:r]), crc)  # as stored: before any byte swap
+                    crc = zlib.crc32(as_bytes(block), crc)  # as stored: before any byte swap
                     if start + r == self.n:  # a consumer may stop at the last chunk: check first
                         self._verify(f, self.offset + self.nbytes, self.checksum.stop, crc, label)
-                yield self._widen(buf[:r], None if out is None else out[:r])
+                yield self._widen(block, None if raw is None else out)
 
     def _verify(self, f: io.FileIO, start: int, stop: int, crc: int, label: str) -> None:
         """Finish the checksum with bytes [start, stop) and compare."""

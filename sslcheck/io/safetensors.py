@@ -52,8 +52,8 @@ class SafetensorsSource(ArraySource):
         )
         self.nbytes = self._raw.nbytes
 
-    def chunks(self, rows: int) -> Iterator[np.ndarray]:
-        return self._raw.chunks(rows, self.label)
+    def chunks(self, rows: int, keep: int = 1) -> Iterator[np.ndarray]:
+        return self._raw.chunks(rows, self.label, keep)
 
 
 def _read_header(path: Path, size: int) -> tuple[dict[str, dict], int]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from sslcheck.errors import InputError
 from sslcheck.io.formats import SUFFIXES, format_of, open_file
-from sslcheck.io.source import ArraySource
+from sslcheck.io.source import ArraySource, BufferRing
 
 GLOB_CHARS = frozenset("*?[")
 
@@ -95,20 +95,24 @@ class ShardedSource(ArraySource):
             start += shard.n
         return f"row {row}"
 
-    def chunks(self, rows: int) -> Iterator[np.ndarray]:
+    def chunks(self, rows: int, keep: int = 1) -> Iterator[np.ndarray]:
+        """A shard's full blocks as it reads them; blocks that span shards copied into a ring of
+        `keep` buffers (a shard's own blocks stay intact as long: it reads one per block yielded)."""
         if rows < 1:
             raise ValueError(f"rows must be >= 1, got {rows}")
-        buf: np.ndarray | None = None
+        ring: BufferRing | None = None
+        buf = np.empty(0)
         fill = 0
         for shard in self.shards:
-            for block in shard.chunks(rows):
+            for block in shard.chunks(rows, keep):
                 if fill == 0 and len(block) == rows:
                     yield block  # already a full chunk: no copy
                     continue
-                if buf is None:
-                    buf = np.empty((min(rows, self.n), self.d), dtype=block.dtype)
                 taken = 0
                 while taken < len(block):
+                    if fill == 0:
+                        ring = ring or BufferRing(keep, (min(rows, self.n), self.d), block.dtype)
+                        buf = ring.next()
                     k = min(rows - fill, len(block) - taken)
                     buf[fill : fill + k] = block[taken : taken + k]
                     fill, taken = fill + k, taken + k
@@ -116,5 +120,4 @@ class ShardedSource(ArraySource):
                         yield buf
                         fill = 0
         if fill:
-            assert buf is not None
             yield buf[:fill]

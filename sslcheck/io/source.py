@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from sslcheck.errors import InputError
 
@@ -48,13 +49,14 @@ class ArraySource(ABC):
     nbytes: int
 
     @abstractmethod
-    def chunks(self, rows: int) -> Iterator[np.ndarray]:
+    def chunks(self, rows: int, keep: int = 1) -> Iterator[np.ndarray]:
         """Yield consecutive C-contiguous [r, D] blocks covering all N rows, in order.
 
         Every block has exactly `rows` rows except the last (1 to `rows` rows): the engine's
         batches rely on it. Blocks are native-endian float16, float32 or float64 numpy
         arrays (bfloat16 arrives widened to float32).
-        A block may be a view into a buffer that the next iteration overwrites: copy what you keep.
+        A block may be a view into a buffer that a later iteration overwrites: the last `keep`
+        blocks yielded stay intact (`BufferRing`); copy what you keep longer.
         """
 
     @property
@@ -130,6 +132,27 @@ def single_array_key(path: str, key: str | None, what: str) -> None:
     """A file holding one unnamed array accepts no key: say so (a `KeyNotFound` with no keys)."""
     if key is not None:
         raise KeyNotFound(f"{path}: {what} holds one array; --key {key!r} does not apply", path, [])
+
+
+class BufferRing:
+    """`keep` arrays of one shape and dtype, handed out in turn (each allocated on first use):
+    what was written into one stays intact while the next `keep - 1` are handed out, so a reader
+    that reads each block into `next()` keeps its last `keep` blocks intact."""
+
+    def __init__(self, keep: int, shape: tuple[int, ...], dtype: DTypeLike) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        self._arrays: list[np.ndarray | None] = [None] * keep
+        self._shape, self._dtype = shape, dtype
+        self._turn = 0
+
+    def next(self) -> np.ndarray:
+        slot = self._turn % len(self._arrays)
+        self._turn += 1
+        array = self._arrays[slot]
+        if array is None:
+            array = self._arrays[slot] = np.empty(self._shape, dtype=self._dtype)
+        return array
 
 
 class ReadsInto(Protocol):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sslcheck.errors import InputError
-from sslcheck.io.source import ArraySource, select_key, single_array_key, validate_shape
+from sslcheck.io.source import ArraySource, BufferRing, select_key, single_array_key, validate_shape
 
 if TYPE_CHECKING:
     import torch
@@ -57,7 +57,7 @@ class PtSource(ArraySource):
     def notes(self) -> list[str]:
         return [LEGACY_NOTE] if self._legacy else []
 
-    def chunks(self, rows: int) -> Iterator[np.ndarray]:
+    def chunks(self, rows: int, keep: int = 1) -> Iterator[np.ndarray]:
         import torch
 
         if rows < 1:
@@ -65,15 +65,15 @@ class PtSource(ArraySource):
         whole = None
         if self._legacy:
             whole = _pick(self.path, _load(self.path, mmap=False), self.key)[0]
-        out_dtype = torch.float32 if self.dtype == "bfloat16" else getattr(torch, self.dtype)
-        buf = torch.empty((min(rows, self.n), self.d), dtype=out_dtype)
+        ring = BufferRing(keep, (min(rows, self.n), self.d), np.float32 if self.dtype == "bfloat16" else self.dtype)
         for start in range(0, self.n, rows):
             r = min(rows, self.n - start)
             src = whole if whole is not None else _pick(self.path, _load(self.path, mmap=True), self.key)[0]
+            out = ring.next()[:r]
             with torch.no_grad():  # only around the copy: grad mode must not leak to the caller
-                buf[:r].copy_(src[start : start + r])
+                torch.from_numpy(out).copy_(src[start : start + r])
             del src  # drops this chunk's map
-            yield buf[:r].numpy()
+            yield out
 
 
 def _is_zip(path: Path) -> bool:
