@@ -6,6 +6,7 @@ and `--version` stay fast.
 
 from __future__ import annotations
 
+import gc
 import os
 import select
 import sys
@@ -157,4 +158,10 @@ def main() -> None:
         from sslcheck.cli import commands  # noqa: F401  (registers the commands)
     except KeyboardInterrupt:  # Ctrl-C while the modules load: no traceback
         sys.exit(EXIT_INTERRUPTED)
-    app()
+    try:
+        app()
+    finally:
+        # Python's exit collects garbage while it tears the modules down, scanning every object
+        # of torch's, which live until then anyway: frozen, they are skipped (`score` on a
+        # small pair: 0.3-0.4 s of its ~3 s)
+        gc.freeze()
