@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 
 from sslcheck.engine import Settings, chunk_workers, evaluate_files
@@ -177,6 +178,38 @@ def test_two_workers_at_the_edges(tmp_path: Path, restore_threads: None, n: int,
         for term, values in top.per_batch_values.items():
             np.testing.assert_allclose(two.losses[loss].per_batch_values[term], values, rtol=1e-12, atol=1e-12)
     want, got = numeric_leaves(one.to_dict()), numeric_leaves(two.to_dict())
+    for path, value in want.items():
+        assert got[path] == pytest.approx(value, rel=1e-12, abs=1e-12), path
+
+
+def _write_view(folder: Path, name: str, view: np.ndarray, fmt: str) -> str:
+    """One view in `fmt`: each reader reuses its own ring of buffers (`ArraySource.chunks`)."""
+    if fmt == "npz_compressed":
+        np.savez_compressed(folder / f"{name}.npz", view)
+        return str(folder / f"{name}.npz")
+    if fmt == "pt":
+        torch.save(torch.from_numpy(view), folder / f"{name}.pt")
+        return str(folder / f"{name}.pt")
+    if fmt == "safetensors_bf16":
+        safetensors.torch.save_file({"z": torch.from_numpy(view).to(torch.bfloat16)}, folder / f"{name}.safetensors")
+        return str(folder / f"{name}.safetensors")
+    shards = folder / name  # shards of 300 rows: chunks of 256 rows span them
+    shards.mkdir()
+    for i, start in enumerate(range(0, len(view), 300)):
+        np.save(shards / f"part-{i}.npy", view[start : start + 300])
+    return str(shards)
+
+
+@pytest.mark.parametrize("fmt", ["npz_compressed", "pt", "safetensors_bf16", "shards"])
+def test_two_workers_score_what_one_scores_from_every_reader(tmp_path: Path, restore_threads: None, fmt: str) -> None:
+    """The workers hold blocks as the readers read them: a reader that reused a buffer too soon
+    would hand a worker another chunk's rows."""
+    za, zb = views(2000, 40, 14, scale=0.6, spread=0.3)
+    pa, pb = (_write_view(tmp_path, name, view, fmt) for name, view in (("za", za), ("zb", zb)))
+    base = {"batch_size": 64, "chunk_rows": 256, "dtype": "float64"}
+    one, two = (evaluate_files(pa, pb, Settings(threads=t, **base)) for t in (1, 2))  # type: ignore[arg-type]
+    want, got = numeric_leaves(one.to_dict()), numeric_leaves(two.to_dict())
+    assert want.keys() == got.keys()
     for path, value in want.items():
         assert got[path] == pytest.approx(value, rel=1e-12, abs=1e-12), path
 
