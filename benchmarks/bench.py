@@ -433,16 +433,13 @@ def meta(args: argparse.Namespace, tool: list[str]) -> dict[str, Any]:
     import benchlib
     import numpy as np
 
-    total = 0
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                total = int(line.split()[1]) * 1024
+    from sslcheck.process import meminfo
+
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "host": platform.node(),
         "cpus": os.cpu_count(),
-        "mem_total_bytes": total,
+        "mem_total_bytes": meminfo().get("MemTotal", 0),
         "mem_available_bytes": benchlib.mem_available(),
         "load_average": os.getloadavg(),
         "python": platform.python_version(),

@@ -1,5 +1,5 @@
 """Helpers of `bench.py`: deterministic data, the numpy bound, and child processes whose memory is
-measured. Imports numpy only (never torch), so the bound runs with numpy's BLAS alone."""
+measured. Imports numpy (and torch-free `sslcheck.process`), never torch, so the bound runs with numpy's BLAS alone."""
 
 from __future__ import annotations
 
@@ -268,9 +268,8 @@ def run_child(cmd: list[str], env: dict[str, str], workdir: Path, sample: bool =
 
 
 def mem_available() -> int:
-    """MemAvailable of /proc/meminfo in bytes."""
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    """MemAvailable of /proc/meminfo in bytes (0 where unknown): RAM only, no swap, no cgroup,
+    since the naive path must fit in RAM to be timed (`sslcheck.process.meminfo`, torch-free)."""
+    from sslcheck.process import meminfo
+
+    return meminfo().get("MemAvailable", 0)

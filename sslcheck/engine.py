@@ -17,7 +17,6 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -40,6 +39,7 @@ from sslcheck.losses.flavors import (
 from sslcheck.losses.normalize import TF_SQ_GUARD, RowNorm, normalize_rows, row_sq_norms
 from sslcheck.losses.pair import Batch, RowValues, WholeSet
 from sslcheck.parallel import blocks_to_keep, deal
+from sslcheck.process import available_memory
 from sslcheck.result import InputInfo, LossResult, Result, Summary, finite_or_none
 from sslcheck.stats import (
     BlockSums,
@@ -353,33 +353,6 @@ def _evaluate(
         warnings=warnings,
         arrays=arrays,
     )
-
-
-def _read_int(path: str) -> int | None:
-    try:
-        return int(Path(path).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None  # absent, or "max" (no limit)
-
-
-def available_memory() -> int | None:
-    """Bytes this process can still get, or None where that is not known: MemAvailable plus
-    SwapFree from /proc/meminfo, and no more than its cgroup's limit less its usage (a
-    container's memory limit, v2 or v1)."""
-    try:
-        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
-        free = int(fields["MemAvailable"].split()[0]) * 1024
-        free += int(fields.get("SwapFree", "0").split()[0]) * 1024
-    except (OSError, KeyError, ValueError, IndexError):
-        return None
-    for limit_file, usage_file in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
-    ):
-        limit, usage = _read_int(limit_file), _read_int(usage_file)
-        if limit is not None and usage is not None and limit < 1 << 60:
-            free = min(free, max(limit - usage, 0))
-    return free
 
 
 def _raise_if_too_large(d: int, device: torch.device, za: ArraySource, zb: ArraySource) -> None:

@@ -1,5 +1,7 @@
 """Process-wide settings for long streaming passes, which the CLI applies to its own process
-(the library never changes them): glibc's heap reuse and how long OpenMP's idle threads spin.
+(the library never changes them): glibc's heap reuse and how long OpenMP's idle threads spin;
+and the memory the process can still get (`available_memory`, read by the engine and the
+benchmarks alike: no torch here).
 
 Memory (glibc; a no-op elsewhere). A pass allocates the same transient tensors chunk after chunk,
 from 1 to ~64 MiB each. glibc serves those above its mmap threshold with fresh mmaps, which the
@@ -27,6 +29,7 @@ import ctypes.util
 import os
 from collections.abc import MutableMapping
 from functools import cache
+from pathlib import Path
 
 MMAP_THRESHOLD = 256 << 20
 TRIM_THRESHOLD = 512 << 20
@@ -67,3 +70,44 @@ def tune_process() -> None:
     """What the CLI applies to its process before a command runs: `spin_briefly`, `keep_heap_for_reuse`."""
     spin_briefly()
     keep_heap_for_reuse()
+
+
+def meminfo() -> dict[str, int]:
+    """/proc/meminfo's figures in bytes (MemTotal, MemAvailable, SwapFree, ...), or {} where it
+    cannot be read (not Linux)."""
+    try:
+        text = Path("/proc/meminfo").read_text()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        parts = value.split()
+        if parts and parts[0].isdigit():
+            out[name] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
+    return out
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        return int(Path(path).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None  # absent, or "max" (no limit)
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still get, or None where that is not known: MemAvailable plus
+    SwapFree from /proc/meminfo, and no more than its cgroup's limit less its usage (a
+    container's memory limit, v2 or v1)."""
+    fields = meminfo()
+    if "MemAvailable" not in fields:
+        return None
+    free = fields["MemAvailable"] + fields.get("SwapFree", 0)
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
+        limit, usage = _read_int(limit_file), _read_int(usage_file)
+        if limit is not None and usage is not None and limit < 1 << 60:
+            free = min(free, max(limit - usage, 0))
+    return free

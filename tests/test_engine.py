@@ -552,7 +552,7 @@ def test_a_dimension_whose_statistics_cannot_fit_is_refused_before_the_pass(run:
 def test_available_memory_takes_the_smaller_of_the_kernel_and_the_cgroup_figures(monkeypatch, tmp_path) -> None:
     """MemAvailable + SwapFree (SwapFree may be absent), capped by a cgroup's limit less its
     usage; None where /proc/meminfo cannot be read."""
-    from sslcheck import engine
+    from sslcheck import process
 
     files = {
         "/proc/meminfo": "MemTotal: 100 kB\nMemAvailable: 40 kB\nSwapFree: 10 kB\n",
@@ -566,21 +566,21 @@ def test_available_memory_takes_the_smaller_of_the_kernel_and_the_cgroup_figures
                 raise FileNotFoundError(str(self))
             return files[str(self)]
 
-    monkeypatch.setattr(engine, "Path", FakePath)
-    assert engine.available_memory() == 50 * 1024
+    monkeypatch.setattr(process, "Path", FakePath)
+    assert process.available_memory() == 50 * 1024
     files["/sys/fs/cgroup/memory.max"] = "20485\n"  # a container limit: 20485 - 5 bytes left
-    assert engine.available_memory() == 20480
+    assert process.available_memory() == 20480
     files["/proc/meminfo"] = "MemAvailable: 40 kB\n"
     files["/sys/fs/cgroup/memory.max"] = "max\n"
-    assert engine.available_memory() == 40 * 1024
+    assert process.available_memory() == 40 * 1024
     del files["/proc/meminfo"]
-    assert engine.available_memory() is None
+    assert process.available_memory() is None
 
 
 def test_available_memory_reads_the_kernel_figures() -> None:
     """Where /proc/meminfo exists, its MemAvailable + SwapFree (kB) in bytes: at least the
     MemAvailable line read here by hand, and less than the machine's RAM plus swap."""
-    from sslcheck.engine import available_memory
+    from sslcheck.process import available_memory
 
     meminfo = Path("/proc/meminfo")
     if not meminfo.exists():
@@ -589,6 +589,9 @@ def test_available_memory_reads_the_kernel_figures() -> None:
     kb = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in meminfo.read_text().splitlines())}
     free = available_memory()
     assert free is not None and kb["MemAvailable"] * 1024 * 0.5 <= free <= (kb["MemTotal"] + kb["SwapTotal"]) * 1024
+    from sslcheck.process import meminfo
+
+    assert meminfo()["MemTotal"] == kb["MemTotal"] * 1024  # fixed, unlike the free figures
 
 
 @pytest.mark.parametrize(("n", "where"), [(300, "30 of its 300 rows"), (5000, "of its 4096 sampled rows")])
