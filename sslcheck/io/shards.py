@@ -16,7 +16,7 @@ import numpy as np
 
 from sslcheck.errors import InputError
 from sslcheck.io.formats import SUFFIXES, format_of, open_file
-from sslcheck.io.source import ArraySource, BufferRing
+from sslcheck.io.source import ArraySource, BufferRing, block_dtype
 
 GLOB_CHARS = frozenset("*?[")
 
@@ -100,7 +100,7 @@ class ShardedSource(ArraySource):
         `keep` buffers (a shard's own blocks stay intact as long: it reads one per block yielded)."""
         if rows < 1:
             raise ValueError(f"rows must be >= 1, got {rows}")
-        ring: BufferRing | None = None
+        ring = BufferRing(keep, (min(rows, self.n), self.d), block_dtype(self.dtype))  # allocates on first use
         buf = np.empty(0)
         fill = 0
         for shard in self.shards:
@@ -111,7 +111,6 @@ class ShardedSource(ArraySource):
                 taken = 0
                 while taken < len(block):
                     if fill == 0:
-                        ring = ring or BufferRing(keep, (min(rows, self.n), self.d), block.dtype)
                         buf = ring.next()
                     k = min(rows - fill, len(block) - taken)
                     buf[fill : fill + k] = block[taken : taken + k]

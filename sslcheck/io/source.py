@@ -54,7 +54,7 @@ class ArraySource(ABC):
 
         Every block has exactly `rows` rows except the last (1 to `rows` rows): the engine's
         batches rely on it. Blocks are native-endian float16, float32 or float64 numpy
-        arrays (bfloat16 arrives widened to float32).
+        arrays (bfloat16 arrives widened to float32: `block_dtype`).
         A block may be a view into a buffer that a later iteration overwrites: the last `keep`
         blocks yielded stay intact (`BufferRing`); copy what you keep longer.
         """
@@ -132,6 +132,12 @@ def single_array_key(path: str, key: str | None, what: str) -> None:
     """A file holding one unnamed array accepts no key: say so (a `KeyNotFound` with no keys)."""
     if key is not None:
         raise KeyNotFound(f"{path}: {what} holds one array; --key {key!r} does not apply", path, [])
+
+
+def block_dtype(name: str) -> np.dtype:
+    """The dtype of the blocks `ArraySource.chunks` yields for a stored dtype name (one of
+    FLOAT_DTYPES): bfloat16 arrives widened to float32, the others as stored."""
+    return np.dtype(np.float32 if name == "bfloat16" else name)
 
 
 class BufferRing:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sslcheck.errors import InputError
-from sslcheck.io.source import ArraySource, BufferRing, select_key, single_array_key, validate_shape
+from sslcheck.io.source import ArraySource, BufferRing, block_dtype, select_key, single_array_key, validate_shape
 
 if TYPE_CHECKING:
     import torch
@@ -65,7 +65,7 @@ class PtSource(ArraySource):
         whole = None
         if self._legacy:
             whole = _pick(self.path, _load(self.path, mmap=False), self.key)[0]
-        ring = BufferRing(keep, (min(rows, self.n), self.d), np.float32 if self.dtype == "bfloat16" else self.dtype)
+        ring = BufferRing(keep, (min(rows, self.n), self.d), block_dtype(self.dtype))
         for start in range(0, self.n, rows):
             r = min(rows, self.n - start)
             src = whole if whole is not None else _pick(self.path, _load(self.path, mmap=True), self.key)[0]
