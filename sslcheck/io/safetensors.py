@@ -27,8 +27,12 @@ DTYPES: dict[str, tuple[str, str]] = {
     "F64": ("float64", "<f8"),
 }
 MAX_HEADER = 100_000_000  # the safetensors library's own limit
-ITEM_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "I16": 16, "U16": 16, "F16": 16, "BF16": 16}
-ITEM_BITS |= {"I32": 32, "U32": 32, "F32": 32, "I64": 64, "U64": 64, "F64": 64}  # sizes to check (others: tiling only)
+ITEM_BITS = {  # sizes to check (other dtypes: their tiling only)
+    **dict.fromkeys(("BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3"), 8),
+    **dict.fromkeys(("I16", "U16", "F16", "BF16"), 16),
+    **dict.fromkeys(("I32", "U32", "F32"), 32),
+    **dict.fromkeys(("I64", "U64", "F64"), 64),
+}
 
 
 class SafetensorsSource(ArraySource):
