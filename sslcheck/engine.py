@@ -215,7 +215,7 @@ def _no_bad_values(sq_diff: Tensor, start: int, views: tuple[tuple[Tensor, np.nd
     return all([finite.check(start, x, raw) for x, raw, finite in views])
 
 
-def _chunk_pairs(za: ArraySource, zb: ArraySource, rows: int, keep: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _chunk_pairs(za: ArraySource, zb: ArraySource, rows: int, keep: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     yield from zip(za.chunks(rows, keep), zb.chunks(rows, keep), strict=True)
 
 
