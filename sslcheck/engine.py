@@ -46,6 +46,7 @@ from sslcheck.stats import (
     CrossParts,
     ElementMoments,
     PairMoments,
+    column_sums,
     squared_difference_sum,
     squared_differences,
 )
@@ -667,7 +668,7 @@ def _score_batches(
         elif cross is not None:
             ma, mb = ra.mean(0, keepdim=True), rb.mean(0, keepdim=True)
             ca, cb = ra - ma, rb - mb
-            cross.add(ra.shape[0], ma, mb, ca.sum(0), cb.sum(0), (ca.T @ cb).unsqueeze(0))
+            cross.add(ra.shape[0], ma, mb, column_sums(ca), column_sums(cb), (ca.T @ cb).unsqueeze(0))
     for ga, gb, known, first in groups:
         batch = Batch(ga, gb, known, products)
         if cross is not None:
@@ -675,8 +676,8 @@ def _score_batches(
                 ga.shape[-2],
                 batch.means("a"),
                 batch.means("b"),
-                batch.centred("a").sum(-2),
-                batch.centred("b").sum(-2),
+                column_sums(batch.centred("a")),
+                column_sums(batch.centred("b")),
                 batch.product("a", "b"),
             )
         for key, terms in _terms_by_key(batch, params):

@@ -28,11 +28,29 @@ F64 = torch.float64
 ABSORB_EVERY = 8  # blocks per float64 absorb in a pass (`BlockSums`)
 
 
+def column_sums(x: Tensor) -> Tensor:
+    """sum_i x_i over the rows of x [..., N, D] -> [..., D] (of a vector [N]: its sum).
+
+    A matrix-vector product with ones: BLAS reads x once at memory speed, where torch's
+    reduction over the rows of a row-major block ran at half that ([2048, 512]: 0.21 against
+    0.32 ms; [4096, 2048]: 2.2 against 4.7 ms; one thread, data out of cache). It accumulates
+    as the D x D products do (error ~ sqrt(N) eps, where torch's cascade sum has ~ eps log2 N).
+    """
+    return x.new_ones(x.shape[-2] if x.ndim > 1 else x.shape[0]) @ x
+
+
+def _sum_rows(x: Tensor) -> Tensor:
+    """`column_sums` of a block [n, *shape] -> [*shape]."""
+    return column_sums(x.reshape(x.shape[0], -1)).reshape(x.shape[1:])
+
+
 def _centre(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Centre a block in its own dtype: (centred block, float64 mean, residual mean of xc)."""
-    approx = x.mean(0)
+    """Centre a block [n, *shape] in its own dtype: (centred block, float64 mean, residual mean
+    of xc)."""
+    n = x.shape[0]
+    approx = _sum_rows(x) / n
     xc = x - approx
-    residual = xc.sum(0).to(F64) / x.shape[0]
+    residual = _sum_rows(xc).to(F64) / n
     return xc, approx.to(F64) + residual, residual
 
 
@@ -326,7 +344,7 @@ class ElementMoments:
         (such allocations pinned the heap and made memory grow with N).
         """
         xc, mean, res = _centre(x)
-        m2 = (xc * xc).sum(0).to(F64) - x.shape[0] * res * res
+        m2 = _sum_rows(xc.square_()).to(F64) - x.shape[0] * res * res
         self._absorb(x.shape[0], mean, m2)
 
     def merge(self, other: ElementMoments) -> ElementMoments:

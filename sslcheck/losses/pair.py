@@ -30,7 +30,7 @@ from torch import Tensor
 
 from sslcheck.blas import TORCH, Products
 from sslcheck.losses.normalize import RowNorm, inverse_norms, normalize_rows, row_sq_norms
-from sslcheck.stats import PairMoments, squared_differences
+from sslcheck.stats import PairMoments, column_sums, squared_differences
 
 View = Literal["a", "b"]
 
@@ -137,7 +137,7 @@ class Batch:
 
     @cached_property
     def _means(self) -> tuple[Tensor, Tensor]:
-        return self.za.mean(-2, keepdim=True), self.zb.mean(-2, keepdim=True)
+        return (column_sums(self.za) / self.n).unsqueeze(-2), (column_sums(self.zb) / self.n).unsqueeze(-2)
 
     @cached_property
     def _centred(self) -> tuple[Tensor, Tensor]:
@@ -150,7 +150,7 @@ class Batch:
     @cached_property
     def _col_sq(self) -> tuple[Tensor, Tensor]:
         ca, cb = self._centred
-        return (ca * ca).sum(-2), (cb * cb).sum(-2)
+        return column_sums(ca * ca), column_sums(cb * cb)
 
     def means(self, view: View) -> Tensor:
         """The batch's column means: [..., 1, D]."""
@@ -192,7 +192,7 @@ class Batch:
     def cross(self, x: View, y: View, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         if self.use_gram and not self.has_product(x, y):
             xs, ys = self.centred(x) * s.unsqueeze(-2), self.centred(y) * t.unsqueeze(-2)
-            diag = (xs * ys).sum(-2)
+            diag = column_sums(xs * ys)
             gx, gy = self._blas.grams([xs, ys])
             off = _gram_off((gx * gy).sum(MATRIX), diag.pow(2).sum(-1))
             if off is not None:
