@@ -25,7 +25,7 @@ from torch import Tensor
 
 from sslcheck import blas
 from sslcheck.device import full_float32_products, resolve_device, to_device
-from sslcheck.diagnostics.pairs import unit_cosines
+from sslcheck.diagnostics.pairs import positive_cosines
 from sslcheck.errors import InputError, UsageError
 from sslcheck.io import ArraySource, open_pair
 from sslcheck.losses.flavors import (
@@ -36,7 +36,7 @@ from sslcheck.losses.flavors import (
     params_dict,
     resolve_params,
 )
-from sslcheck.losses.normalize import TF_SQ_GUARD, RowNorm, normalize_rows, row_sq_norms
+from sslcheck.losses.normalize import normalize_rows, row_sq_norms
 from sslcheck.losses.pair import Batch, RowValues, WholeSet
 from sslcheck.parallel import blocks_to_keep, deal
 from sslcheck.process import available_memory
@@ -543,24 +543,19 @@ class _Pass:
             )
         )
         self.blocks.add(xa, xb, cross, sq_diff)
-        ua, ub = rows.normalized["torch"]
-        self.l2a.update(ua)
-        self.l2b.update(ub)
-        self.cosine.update(unit_cosines(ua, ub, *rows.row_sq))
+        sq_a, sq_b = rows.row_sq
+        self.l2a.update(normalize_rows(xa, "torch", sq_a))
+        self.l2b.update(normalize_rows(xb, "torch", sq_b))
+        self.cosine.update(positive_cosines(xa, xb, sq_a, sq_b, rows.sq_diff))
         setup.keeper.take(start, xa, xb)
         _accumulate_row_means(xa, xb, rows, setup.params, self.row_sums)
 
 
 def _row_values(xa: Tensor, xb: Tensor) -> RowValues:
-    """A chunk's per-row values, computed once for its batches and its statistics: squared norms,
-    squared differences and the rows normalised as torch normalises them, which serve as TF's
-    too where no squared norm is below TF's guard (both are then the rsqrt of the same value)."""
-    sq_a, sq_b = row_sq_norms(xa), row_sq_norms(xb)
-    unit = normalize_rows(xa, "torch", sq_a), normalize_rows(xb, "torch", sq_b)
-    normalized: dict[RowNorm, tuple[Tensor, Tensor]] = {"torch": unit}
-    if bool(torch.minimum(sq_a.min(), sq_b.min()) >= TF_SQ_GUARD):
-        normalized["tf"] = unit
-    return RowValues((sq_a, sq_b), squared_differences(xa, xb), normalized)
+    """A chunk's per-row values, computed once for its batches and its statistics: squared norms
+    and squared differences (every normalisation then scales by the inverse norms: the rows are
+    never normalised whole)."""
+    return RowValues((row_sq_norms(xa), row_sq_norms(xb)), squared_differences(xa, xb))
 
 
 def _accumulate_row_means(

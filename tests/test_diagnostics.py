@@ -473,26 +473,38 @@ def test_identical_collapsed_views_stay_in_range(tmp_path: Path) -> None:
     assert -1e-14 <= unif <= 0.0
 
 
-def test_unit_cosines_equal_dot_products_of_unit_rows() -> None:
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_positive_cosines_equal_dot_products_of_unit_rows(dtype: str) -> None:
+    """From row norms and squared differences alone, against the float64 dot products of
+    F.normalize's unit rows (n(x) = x / max(|x|, 1e-12)): float64 inputs to rounding; float32
+    inputs to eps |x - y| / |x| (the rows as given, exact in float64), zero and tiny rows
+    exactly."""
     import torch
 
-    from sslcheck.losses.normalize import normalize_rows, row_sq_norms
+    from sslcheck.losses.normalize import row_sq_norms
+    from sslcheck.stats import squared_differences
 
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((6, 5))
-    y = rng.standard_normal((6, 5))
+    x = rng.standard_normal((9, 5))
+    y = rng.standard_normal((9, 5))
     x[1], y[2] = 0.0, 0.0  # zero rows normalise to 0: cosine 0
     x[3], y[3] = 1e-14 * x[3], -1e-14 * x[3]  # under F.normalize's guard: |u| = 1e-2, cosine -1e-4
     y[4] = -x[4]  # antipodal
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    got = pairs.unit_cosines(normalize_rows(tx), normalize_rows(ty), row_sq_norms(tx), row_sq_norms(ty))
-    want = np.einsum(
-        "ij,ij->i",
-        x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12),
-        y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12),
-    )
-    np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-15)
-    assert got[3] == pytest.approx(-(np.linalg.norm(x[3]) ** 2) / 1e-24, rel=1e-12)
+    y[5] = 2.5 * x[5]  # parallel: cosine 1
+    y[6] = x[6] + 1e-4 * rng.standard_normal(5)  # nearly equal: 1 - c ~ 1e-9
+    x[7:] += 3e3  # a large common offset: every cosine ~1 - 1e-7
+    y[7:] += 3e3
+    x, y = x.astype(dtype).astype(np.float64), y.astype(dtype).astype(np.float64)
+    tx, ty = torch.from_numpy(x.astype(dtype)), torch.from_numpy(y.astype(dtype))
+    got = pairs.positive_cosines(tx, ty, row_sq_norms(tx), row_sq_norms(ty), squared_differences(tx, ty)).numpy()
+    nx, ny = np.linalg.norm(x, axis=1), np.linalg.norm(y, axis=1)
+    want = np.einsum("ij,ij->i", x / np.maximum(nx, 1e-12)[:, None], y / np.maximum(ny, 1e-12)[:, None])
+    eps = np.finfo(dtype).eps
+    bound = 8 * eps * (np.linalg.norm(x - y, axis=1) / np.maximum(nx, 1e-300) + eps)
+    np.testing.assert_array_less(np.abs(got - want), np.maximum(bound, 4e-16))
+    assert got[1] == got[2] == 0.0
+    assert got[3] == pytest.approx(-(nx[3] ** 2) / 1e-24, rel=1e-12)
+    assert 1 - want[6] > 1e-10 and abs((1 - got[6]) / (1 - want[6]) - 1) < 1e-2 * (dtype == "float32") + 1e-6
 
 
 def test_sample_follows_spec_rule(tmp_path: Path) -> None:

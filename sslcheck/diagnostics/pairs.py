@@ -35,14 +35,25 @@ def unit_rows(x: Tensor) -> Tensor:
     return u.mul_(inverse_norms(row_sq_norms(u), "torch").unsqueeze(-1))
 
 
-def unit_cosines(u: Tensor, v: Tensor, row_sq_x: Tensor, row_sq_y: Tensor) -> Tensor:
-    """u_i . v_i in float64 of rows u = n(x), v = n(y) (`unit_rows`' rule, any dtype), given
-    ||x_i||^2 and ||y_i||^2, as (|u_i|^2 + |v_i|^2 - ||u_i - v_i||^2) / 2 with |u_i|^2 exact: 1,
-    or ||x_i||^2 / 1e-24 below F.normalize's guard. Near 1 (offset data: 1 - 5e-9 at offset
-    3e3, where float32 steps by 6e-8) the difference keeps the digits a float32 dot product
-    rounds away: its error is ~eps ||u|| ||u - v||, not ~eps."""
-    su, sv = (torch.where(sq >= TORCH_SQ_GUARD, 1.0, sq.double() / TORCH_SQ_GUARD) for sq in (row_sq_x, row_sq_y))
-    return (su + sv - row_sq_norms(u - v).double()) / 2
+def positive_cosines(x: Tensor, y: Tensor, row_sq_x: Tensor, row_sq_y: Tensor, sq_diff: Tensor) -> Tensor:
+    """c_i = n(x_i) . n(y_i) [n] in float64 (`unit_rows`' rule) of rows x, y [n, D], from their
+    ||x_i||^2, ||y_i||^2 and ||x_i - y_i||^2: no pass over the rows.
+
+    c_i = 1 - ||u_i - v_i||^2 / 2 with ||u_i - v_i||^2 = (||x_i - y_i||^2 - (|x_i| - |y_i|)^2)
+    / (|x_i| |y_i|), which keeps the digits near 1 that a dot product of float32 unit rows rounds
+    away (offset data: 1 - 5e-9 at offset 3e3, where float32 steps by 6e-8): its error is
+    ~eps |x_i - y_i| / |x_i|, as that of a difference of unit rows. Rows below F.normalize's
+    guard (zero rows; n(x) = x / 1e-12 under it) take s_x s_y x_i . y_i from the rows, since
+    the identity would subtract numbers up to 1e12 times the result there.
+    """
+    sx, sy, sd = (t.to(torch.float64) for t in (row_sq_x, row_sq_y, sq_diff))
+    nx, ny = sx.sqrt(), sy.sqrt()
+    cosines = 1 - (sd - (nx - ny).square()).clamp_min(0) / (2 * nx * ny)
+    small = ((sx < TORCH_SQ_GUARD) | (sy < TORCH_SQ_GUARD)).nonzero().squeeze(-1)
+    if len(small):
+        dots = (x[small].to(torch.float64) * y[small].to(torch.float64)).sum(-1)
+        cosines[small] = inverse_norms(sx[small], "torch") * inverse_norms(sy[small], "torch") * dots
+    return cosines
 
 
 def positive_cosine_metrics(cosine: ElementMoments) -> dict[str, float]:

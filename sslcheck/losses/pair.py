@@ -21,8 +21,7 @@ O(B^2 + B D), not O(B^2 D).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal, Protocol
 
@@ -85,12 +84,11 @@ def _gram_off(frobenius_sq: Tensor, diag_sq: Tensor) -> Tensor | None:
 @dataclass(frozen=True)
 class RowValues:
     """Per-row values a caller already computed from the rows of za and zb [..., N, D] (the engine,
-    for a chunk): `row_sq` ||a_i||^2, ||b_i||^2 [..., N]; `normalized` u_a, u_b [..., N, D] by row
-    normalisation mode; `sq_diff` ||a_i - b_i||^2 [..., N]. A `Batch` given them computes none."""
+    for a chunk): `row_sq` ||a_i||^2, ||b_i||^2 [..., N]; `sq_diff` ||a_i - b_i||^2 [..., N]. A
+    `Batch` given them computes neither."""
 
     row_sq: tuple[Tensor, Tensor]
     sq_diff: Tensor
-    normalized: Mapping[RowNorm, tuple[Tensor, Tensor]] = field(default_factory=dict)
 
     def rows(self, start: int, stop: int, batch: int) -> RowValues:
         """Rows start:stop (of a [N, ...] caller) as [k, batch, ...]."""
@@ -98,11 +96,7 @@ class RowValues:
         def part(x: Tensor) -> Tensor:
             return x[start:stop].reshape(-1, batch, *x.shape[1:])
 
-        return RowValues(
-            (part(self.row_sq[0]), part(self.row_sq[1])),
-            part(self.sq_diff),
-            {mode: (part(u), part(v)) for mode, (u, v) in self.normalized.items()},
-        )
+        return RowValues((part(self.row_sq[0]), part(self.row_sq[1])), part(self.sq_diff))
 
 
 class Batch:
@@ -129,8 +123,6 @@ class Batch:
         if known is not None:
             self._row_sq = {"a": known.row_sq[0], "b": known.row_sq[1]}
             self._sq_diff = known.sq_diff
-            for mode, (u, v) in known.normalized.items():
-                self._normalized[("a", mode)], self._normalized[("b", mode)] = u, v
 
     def rows(self, view: View) -> Tensor:
         return self.za if view == "a" else self.zb
@@ -221,16 +213,18 @@ class Batch:
     def similarity(
         self, x: View, y: View, mode: RowNorm, start: int = 0, stop: int | None = None, scale: float = 1.0
     ) -> Tensor:
-        """`scale` times the cosines u_x[start:stop] u_y^T: [..., stop - start, B]. A whole
-        self-similarity block on the Gram route comes from the shared centred Gram
-        (`_gram_similarity`)."""
+        """`scale` times the cosines u_x[start:stop] u_y^T: [..., stop - start, B], as the rows'
+        products scaled by their inverse norms (w_x x)(w_y y)^T = diag(w_x) x y^T diag(w_y): two
+        passes over B^2 entries instead of normalising B D. A whole self-similarity block on the
+        Gram route comes from the shared centred Gram (`_gram_similarity`)."""
         stop = self.n if stop is None else stop
         if x == y and self.use_gram and (start, stop) == (0, self.n):
             similarity = self._gram_similarity(x, mode, scale)
             if similarity is not None:
                 return similarity
-        product = self.normalized(x, mode)[..., start:stop, :] @ self.normalized(y, mode).mT
-        return product if scale == 1.0 else product.mul_(scale)
+        product = self.rows(x)[..., start:stop, :] @ self.rows(y).mT
+        w_x = inverse_norms(self.row_sq(x)[..., start:stop], mode) * scale
+        return product * w_x.unsqueeze(-1) * inverse_norms(self.row_sq(y), mode).unsqueeze(-2)
 
     def _gram_similarity(self, view: View, mode: RowNorm, scale: float) -> Tensor | None:
         """u u^T from X X^T = G_c + p 1^T + 1 p^T + |m|^2 (p = X_c m), or None where that loses
