@@ -1048,13 +1048,15 @@ def test_finding_paths_resolve(cases: dict[tuple[str, str], Result]) -> None:
 
 @pytest.mark.parametrize("numpy_max_dim", [0, 10**9])
 def test_both_cpu_eigen_solvers_give_the_reference_spectrum(monkeypatch, numpy_max_dim: int) -> None:
-    """Above NUMPY_EIGEN_MAX_DIM torch's LAPACK solves the spectra, numpy's below: both give
-    np.linalg.eigvalsh's eigenvalues of the same matrix, descending, negatives clipped."""
+    """Above NUMPY_EIGEN_MAX_DIM (_MKL_NATIVE on an Intel CPU) torch's LAPACK solves the spectra,
+    numpy's below: both give np.linalg.eigvalsh's eigenvalues of the same matrix, descending,
+    negatives clipped."""
     import torch
 
     from sslcheck.diagnostics import spectrum
 
     monkeypatch.setattr(spectrum, "NUMPY_EIGEN_MAX_DIM", numpy_max_dim)
+    monkeypatch.setattr(spectrum, "NUMPY_EIGEN_MAX_DIM_MKL_NATIVE", numpy_max_dim)
     x = np.random.default_rng(3).standard_normal((40, 12)) * np.arange(1, 13) ** -1.0
     m = x.T @ x
     m -= np.median(np.linalg.eigvalsh(m)) * np.eye(12)  # its 6 smallest eigenvalues negative: clipped to 0
@@ -1062,6 +1064,23 @@ def test_both_cpu_eigen_solvers_give_the_reference_spectrum(monkeypatch, numpy_m
     got = spectrum._descending_eigenvalues(torch.from_numpy(m))
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14 * ref[0])
     assert (got[:-1] >= got[1:]).all() and (got == 0).sum() == 6
+
+
+@pytest.mark.parametrize("mkl_native", [False, True])
+def test_the_cpu_eigen_solver_follows_the_cpu(monkeypatch, mkl_native: bool) -> None:
+    """numpy's LAPACK up to D = 3072 (1024 where torch's MKL runs on an Intel CPU), torch's above."""
+    import torch
+
+    from sslcheck.diagnostics import spectrum
+
+    monkeypatch.setattr(spectrum, "_mkl_native", lambda: mkl_native)
+    calls: list[str] = []
+    numpy_solve, torch_solve = np.linalg.eigvalsh, torch.linalg.eigvalsh
+    monkeypatch.setattr(np.linalg, "eigvalsh", lambda m: calls.append("numpy") or numpy_solve(m))
+    monkeypatch.setattr(torch.linalg, "eigvalsh", lambda m: calls.append("torch") or torch_solve(m))
+    for d in (1024, 1025, 3072, 3073):
+        spectrum._descending_eigenvalues(torch.eye(d, dtype=torch.float64))
+    assert calls == (["numpy", "torch", "torch", "torch"] if mkl_native else ["numpy", "numpy", "numpy", "torch"])
 
 
 @pytest.mark.parametrize("offset", [0.0, 1e3])

@@ -20,6 +20,8 @@ D x D solve is bound by memory bandwidth (55-63 s each, four a run), 0.4 s.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,6 +32,7 @@ ALPHA_FIRST_K = 6  # alpha-ReQ fits k = 6..100 (Agrawal et al.'s reptrix range)
 ALPHA_LAST_K = 100
 ALPHA_MIN_POINTS = 3
 NUMPY_EIGEN_MAX_DIM = 3072  # numpy's LAPACK for the CPU eigenvalues up to this D, torch's above
+NUMPY_EIGEN_MAX_DIM_MKL_NATIVE = 1024  # ... up to this D where torch's MKL runs on an Intel CPU
 
 
 @dataclass(frozen=True)
@@ -57,12 +60,25 @@ class Spectrum:
         return min(self.n, self.d)
 
 
+@cache
+def _mkl_native() -> bool:
+    """Whether torch's LAPACK is MKL on an Intel CPU, where MKL takes its fastest code paths."""
+    try:
+        intel = "GenuineIntel" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return intel and torch.backends.mkl.is_available()
+
+
 def _descending_eigenvalues(matrix: Tensor) -> np.ndarray:
     """Eigenvalues of a symmetric matrix in float64, largest first, negatives (rounding) to 0.
     On the CPU up to D = NUMPY_EIGEN_MAX_DIM numpy's LAPACK (OpenBLAS) solves them, above it
-    torch's (MKL in its x86 wheels): D = 2048 0.40 against 0.54 s, D = 3072 1.6 s each, D = 4096 3.5-3.9
-    against 2.3-2.7 s (one solve, 2 cores, interleaved)."""
-    if matrix.device.type == "cpu" and matrix.shape[0] <= NUMPY_EIGEN_MAX_DIM:
+    torch's (MKL in its x86 wheels): on an AMD EPYC D = 2048 0.40 against 0.54 s, D = 3072 1.6 s
+    each, D = 4096 3.5-3.9 against 2.3-2.7 s (one solve, 2 cores, interleaved). On an Intel Xeon
+    (Sapphire Rapids) MKL was the faster from D = 2048: 0.27 against 0.43 s, D = 3072 0.77
+    against 1.33 s, equal at D = 256-1024 (`_mkl_native`)."""
+    numpy_max = NUMPY_EIGEN_MAX_DIM_MKL_NATIVE if _mkl_native() else NUMPY_EIGEN_MAX_DIM
+    if matrix.device.type == "cpu" and matrix.shape[0] <= numpy_max:
         values = np.linalg.eigvalsh(matrix.to(torch.float64).numpy())[::-1]
         return np.ascontiguousarray(values.clip(min=0))
     return torch.linalg.eigvalsh(matrix.to(torch.float64)).flip(0).clamp_min(0).cpu().numpy()
