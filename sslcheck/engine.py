@@ -58,8 +58,7 @@ CHUNK_ELEMS = 1 << 20  # values per view in one chunk (see chunk_size)
 GROUP_ELEMS = 1 << 21  # similarities per group of batches scored at once (bounds transient memory)
 PRODUCT_ELEMS = 1 << 21  # D x D entries per group (batched products slowed down at 64 MiB: measured)
 PRODUCT_ROUTE_RATIO = 4  # per-batch D x D products below D = 4B, B x B Grams from there (see _score_batches)
-MIN_CHUNK_ROWS = 2048  # at large D the float64 absorb (O(D^2)) must be amortised over many rows
-ROWS_PER_DIM = 2  # ... and over at least 2 D rows (see chunk_size)
+MIN_CHUNK_ROWS = 2048  # at large D the products' own overhead per call must be amortised (see chunk_size)
 DD_MATRICES_AT_PEAK = 12  # float64 D x D matrices held at the peak of a run (see _raise_if_too_large)
 MEMORY_CHECK_FROM = 1 << 30  # bytes of D x D statistics from which the free memory is checked
 MAX_THREADS = 1024  # --threads above this is refused: 30000 crashed libgomp (a segfault from 60000)
@@ -102,23 +101,19 @@ class Settings:
 
 def chunk_size(rows: int | None, bsz: int | None, d: int) -> int:
     """Rows read per chunk: `rows` if given, else about CHUNK_ELEMS values (4 MiB of float32)
-    and at least 2 D rows, within [2048, 8192]; then a multiple of the batch size (at least one
-    batch), so that no batch straddles two chunks.
+    within [2048, 8192]; then a multiple of the batch size (at least one batch), so that no
+    batch straddles two chunks.
 
     Equal-sized chunks make the same small transient tensors chunk after chunk, which the heap
-    reuses (`sslcheck.process`); at least 2048 rows keep the once-per-chunk float64 absorb (O(D^2))
-    small beside the products. Measured with `score` at D = 512: 2048 rows (8 batches a group)
+    reuses (`sslcheck.process`). Measured with `score` at D = 512: 2048 rows (8 batches a group)
     24.9 s and 255 MB at N = 2^20, flat from 2^17; 4096 rows 24.7 s and 329 MB; 8192 rows (16 a
     group) 466 MB at 2^20 against 354 MB at 2^17, growing with N (the heap fragmented). At
-    D = 2048 the absorb and the products' own overhead per call still showed at 2048 rows: the
-    products and merge of 8192 rows took 1.01 s in 2048-row chunks, 0.88 s in 4096 and 0.81 s
-    in 8192 (min of 5; numpy's three products alone, as the bound takes them: 0.73 s); `evaluate`
-    at N = 2^16, interleaved in one process, 10.8 / 11.4 s (min / median of 4) in 4096-row
-    chunks against 11.1 / 11.7 s in 2048; peak RSS 0.82 GB in 2048, 0.89-0.99 in 4096, 1.1-1.2
-    in 8192. Hence 2 D rows: 4096 at D = 2048, where the eigen-solves after the pass reach
-    about the same peak anyway.
+    D = 2048, N = 2^18, two chunk workers (the float64 absorb once per 8 chunks, `BlockSums`):
+    2048 rows 28.1-29.9 s and 1.16-1.21 GB peak RSS against 28.2-30.3 s and 1.33-1.48 GB in the
+    4096-row chunks of 2 D rows taken before, alternating, three pairs. First-touched memory
+    costs time on a VM (zeroed pages: 9-12 us per 4 KiB page measured here, 2.3 s per GB).
     """
-    target = rows or min(8192, max(MIN_CHUNK_ROWS, CHUNK_ELEMS // d, ROWS_PER_DIM * d))
+    target = rows or min(8192, max(MIN_CHUNK_ROWS, CHUNK_ELEMS // d))
     return target if bsz is None else bsz * max(1, target // bsz)
 
 

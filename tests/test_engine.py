@@ -495,9 +495,8 @@ def test_constant_column_under_quadra_is_null_with_a_note(run: Runner) -> None:
 
 
 def test_a_row_below_tfs_guard_keeps_tfs_normalisation(run: Runner) -> None:
-    """The chunk's torch-normalised rows serve TF's convention only where no squared norm is
-    below TF's 1e-12 guard; a chunk with such a row normalises it as TF does (NT-Xent's paper
-    flavor), and its per-batch and whole-set values equal the reference's."""
+    """A row below TF's 1e-12 guard on the squared norm is scaled as TF scales it (NT-Xent's
+    paper flavor), not as torch does: its per-batch and whole-set values equal the reference's."""
     za, zb = views_engine(64, 8, 21)
     za[5] = 1e-8  # ||x||^2 = 8e-16: TF scales it by 1e6, torch by 1/||x||
     p = resolve_params("nt_xent", "paper")
