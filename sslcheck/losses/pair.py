@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal, Protocol
 
+import torch
 from torch import Tensor
 
 from sslcheck.blas import TORCH, Products
@@ -176,7 +177,7 @@ class Batch:
     def _cov_offdiag_sq(self, view: View) -> Tensor:
         if self.use_gram:
             diag = self._col_sq[0 if view == "a" else 1]
-            off = _gram_off(self.gram(view).square().sum(MATRIX), diag.square().sum(-1))
+            off = _gram_off(torch.linalg.vector_norm(self.gram(view), dim=MATRIX).square(), diag.square().sum(-1))
             if off is not None:
                 return off
         return _off_sq(self.product(view, view))
@@ -224,7 +225,7 @@ class Batch:
                 return similarity
         product = self.rows(x)[..., start:stop, :] @ self.rows(y).mT
         w_x = inverse_norms(self.row_sq(x)[..., start:stop], mode) * scale
-        return product * w_x.unsqueeze(-1) * inverse_norms(self.row_sq(y), mode).unsqueeze(-2)
+        return product.mul_(w_x.unsqueeze(-1)).mul_(inverse_norms(self.row_sq(y), mode).unsqueeze(-2))
 
     def _gram_similarity(self, view: View, mode: RowNorm, scale: float) -> Tensor | None:
         """u u^T from X X^T = G_c + p 1^T + 1 p^T + |m|^2 (p = X_c m), or None where that loses
@@ -243,8 +244,11 @@ class Batch:
             return None
         p = (self.centred(view) @ mean.mT).squeeze(-1)
         w = inverse_norms(row_sq, mode) * scale**0.5
-        raw = g + p.unsqueeze(-1) + (p + mean_sq.unsqueeze(-1)).unsqueeze(-2)
-        return raw * (w.unsqueeze(-1) * w.unsqueeze(-2))
+        ones = torch.ones_like(p)
+        left, right = torch.stack([p, ones], -1), torch.stack([ones, p + mean_sq.unsqueeze(-1)], -2)
+        # G_c + p 1^T + 1 (p + |m|^2)^T as one rank-2 update of G_c: one pass over B^2, not two
+        raw = torch.baddbmm(g.reshape(-1, *g.shape[-2:]), left.reshape(-1, self.n, 2), right.reshape(-1, 2, self.n))
+        return raw.view(g.shape).mul_(w.unsqueeze(-1)).mul_(w.unsqueeze(-2))
 
 
 class WholeSet:
