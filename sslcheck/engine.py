@@ -42,8 +42,8 @@ from sslcheck.parallel import blocks_to_keep, deal
 from sslcheck.process import available_memory
 from sslcheck.result import InputInfo, LossResult, Result, Summary, finite_or_none
 from sslcheck.stats import (
+    BatchParts,
     BlockSums,
-    CrossParts,
     ElementMoments,
     PairMoments,
     column_sums,
@@ -521,7 +521,7 @@ class _Pass:
         sq_diff = squared_difference_sum(xa, xb, rows.sq_diff)
         if not _no_bad_values(sq_diff, start, ((xa, ca, finite_a), (xb, cb, finite_b))):
             return
-        cross = (
+        parts = (
             None
             if setup.bsz is None
             else _score_batches(
@@ -537,7 +537,7 @@ class _Pass:
                 setup.workers,
             )
         )
-        self.blocks.add(xa, xb, cross, sq_diff)
+        self.blocks.add(xa, xb, parts, sq_diff)
         sq_a, sq_b = rows.row_sq
         self.l2a.update(normalize_rows(xa, "torch", sq_a))
         self.l2b.update(normalize_rows(xb, "torch", sq_b))
@@ -618,7 +618,7 @@ def _score_batches(
     out: _BatchValues,
     start: int,
     workers: int = 1,
-) -> CrossParts | None:
+) -> BatchParts:
     """Score every batch of B rows in a chunk whose first row is global row `start` (a multiple
     of B): full batches k at a time as [k, B, D] (every loss takes them so; k keeps the 2B x 2B
     similarity blocks near GROUP_ELEMS and any k D x D products near PRODUCT_ELEMS), a short last
@@ -627,12 +627,15 @@ def _score_batches(
     at N = 2^18, D = 512, two workers: 333-353 MB in groups of 4 batches, 362-381 MB in groups of
     8, equally fast).
 
-    Below D = PRODUCT_ROUTE_RATIO * B, returns the chunk's cross products by batch: each batch's
-    x_c^T y_c serves both Barlow's cross terms and the whole-set cross moment (one D x D product
-    per row where Barlow's Grams and a chunk product take 2 B D + D^2). From there on, returns
-    None: the batches use B x B Grams (`Batch`) and the caller takes the chunk's cross product,
-    since per-batch D x D products cost more in passes over D^2 entries (and force k = 1) than
-    the Grams' extra multiply-adds (N = 2^18, D = 2048 = 8B: 42-43 s instead of 45-47 s).
+    Returns the chunk's rows as the batches took them (`BatchParts`: every batch's means and
+    the sums of its rows about them, a dropped short last batch included), which give the
+    chunk's means without another pass over its rows. Below D = PRODUCT_ROUTE_RATIO * B the
+    parts hold the cross products by batch too: each batch's x_c^T y_c serves both Barlow's
+    cross terms and the whole-set cross moment (one D x D product per row where Barlow's Grams
+    and a chunk product take 2 B D + D^2). From there on the batches use B x B Grams (`Batch`)
+    and the caller takes the chunk's cross product, since per-batch D x D products cost more in
+    passes over D^2 entries (and force k = 1) than the Grams' extra multiply-adds (N = 2^18,
+    D = 2048 = 8B: 42-43 s instead of 45-47 s).
     """
     d = xa.shape[1]
     full = xa.shape[0] // bsz * bsz
@@ -648,31 +651,30 @@ def _score_batches(
         )
         for i in range(0, full, step)
     ]
-    cross = CrossParts() if by_product else None
+    parts = BatchParts()
     if full < xa.shape[0]:
         ra, rb = xa[full:], xb[full:]
         if not drop_last:
             groups.append(
                 (ra.unsqueeze(0), rb.unsqueeze(0), rows.rows(full, xa.shape[0], ra.shape[0]), (start + full) // bsz)
             )
-        elif cross is not None:
-            ma, mb = ra.mean(0, keepdim=True), rb.mean(0, keepdim=True)
+        else:
+            ma, mb = column_sums(ra) / ra.shape[0], column_sums(rb) / rb.shape[0]
             ca, cb = ra - ma, rb - mb
-            cross.add(ra.shape[0], ma, mb, column_sums(ca), column_sums(cb), (ca.T @ cb).unsqueeze(0))
+            parts.add(ra.shape[0], ma, mb, column_sums(ca), column_sums(cb), ca.T @ cb if by_product else None)
     for ga, gb, known, first in groups:
         batch = Batch(ga, gb, known, products)
-        if cross is not None:
-            cross.add(
-                ga.shape[-2],
-                batch.means("a"),
-                batch.means("b"),
-                column_sums(batch.centred("a")),
-                column_sums(batch.centred("b")),
-                batch.product("a", "b"),
-            )
+        parts.add(
+            ga.shape[-2],
+            batch.means("a"),
+            batch.means("b"),
+            column_sums(batch.centred("a")),
+            column_sums(batch.centred("b")),
+            batch.product("a", "b") if by_product else None,
+        )
         for key, terms in _terms_by_key(batch, params):
             out.put(key, first, terms)
-    return cross
+    return parts
 
 
 def _loss_results(

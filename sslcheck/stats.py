@@ -44,6 +44,13 @@ def _sum_rows(x: Tensor) -> Tensor:
     return column_sums(x.reshape(x.shape[0], -1)).reshape(x.shape[1:])
 
 
+def _centre_about(x: Tensor, mean: Tensor) -> tuple[Tensor, Tensor]:
+    """Centre a block [n, D] whose exact float64 mean is known: (x - mean as rounded, the
+    residual mean of the result in float64)."""
+    approx = mean.to(x.dtype)
+    return x - approx, mean - approx.to(F64)
+
+
 def _centre(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Centre a block [n, *shape] in its own dtype: (centred block, float64 mean, residual mean
     of xc)."""
@@ -69,12 +76,13 @@ def squared_difference_sum(xa: Tensor, xb: Tensor, rows: Tensor | None = None) -
 
 
 @dataclass
-class CrossParts:
-    """A block's cross products taken in parts (its batches): each part's row count, the points
-    m_p its product P_p was taken about (its means, as rounded), the sums S_p of its rows about
-    them (~0, not 0: a rounded mean is not the exact one) and the products, summed.
+class BatchParts:
+    """A block's rows taken in parts (its batches): each part's row count, the points m_p it was
+    centred about (its means, as rounded), the sums S_p of its rows about them (~0, not 0: a
+    rounded mean is not the exact one) and, where the caller took them, the cross products
+    P_p = sum_i (a_i - m_a,p)(b_i - m_b,p)^T, summed.
 
-    About any point (c_a, c_b), exactly:
+    The block's exact mean is sum_p (n_p m_p + S_p) / n, and about any point (c_a, c_b), exactly:
         sum_i (a_i - c_a)(b_i - c_b)^T
             = sum_p [P_p + S_a,p d_b,p^T + d_a,p S_b,p^T + n_p d_a,p d_b,p^T],   d_p = m_p - c
     """
@@ -88,16 +96,23 @@ class CrossParts:
     total_rows: int = 0  # the counts' sum, kept on the host: no device round trip to check it
 
     def add(
-        self, rows: int, means_a: Tensor, means_b: Tensor, sums_a: Tensor, sums_b: Tensor, products: Tensor
+        self,
+        rows: int,
+        means_a: Tensor,
+        means_b: Tensor,
+        sums_a: Tensor,
+        sums_b: Tensor,
+        products: Tensor | None = None,
     ) -> None:
         """Parts of `rows` rows each: the points m_p [..., D], the sums S_p [..., D] of the rows
-        about them, and the products about them [..., D, D]."""
-        d = products.shape[-1]
-        flat = products.reshape(-1, d, d)
-        if self.product is None:
-            self.product = flat.sum(0)
-        else:
-            self.product.add_(flat[0] if flat.shape[0] == 1 else flat.sum(0))
+        about them, and (given for every part or for none) the products about them [..., D, D]."""
+        d = means_a.shape[-1]
+        if products is not None:
+            flat = products.reshape(-1, d, d)
+            if self.product is None:
+                self.product = flat.sum(0)
+            else:
+                self.product.add_(flat[0] if flat.shape[0] == 1 else flat.sum(0))
         for store, x in (
             (self.means_a, means_a),
             (self.means_b, means_b),
@@ -105,13 +120,26 @@ class CrossParts:
             (self.sums_b, sums_b),
         ):
             store.append(x.reshape(-1, d))
-        self.counts.append(torch.full((flat.shape[0],), float(rows), dtype=F64, device=products.device))
-        self.total_rows += flat.shape[0] * rows
+        parts = self.means_a[-1].shape[0]
+        self.counts.append(torch.full((parts,), float(rows), dtype=F64, device=means_a.device))
+        self.total_rows += parts * rows
+
+    def means(self, rows: int) -> tuple[Tensor, Tensor]:
+        """The block's exact means (float64 [D] each), from its parts: no pass over its rows."""
+        if self.total_rows != rows:
+            raise ValueError(f"the parts hold {self.total_rows} rows, the block {rows}")
+        counts = torch.cat(self.counts).unsqueeze(-1)
+        return tuple(  # type: ignore[return-value]
+            (torch.cat(means).to(F64) * counts + torch.cat(sums).to(F64)).sum(0) / rows
+            for means, sums in ((self.means_a, self.sums_a), (self.means_b, self.sums_b))
+        )
 
     def about(self, rows: int, centre_a: Tensor, centre_b: Tensor) -> Tensor:
         """The whole block's cross product about (centre_a, centre_b), in the parts' dtype."""
         if self.product is None or self.total_rows != rows:
-            raise ValueError(f"the parts hold {self.total_rows} rows, the block {rows}")
+            raise ValueError(
+                f"the parts hold {self.total_rows} rows and products: {self.product is not None}, the block {rows}"
+            )
         counts = torch.cat(self.counts)
         dtype = self.product.dtype
         da = torch.cat(self.means_a) - centre_a.to(dtype)
@@ -157,7 +185,7 @@ class PairMoments:
         self,
         xa: Tensor,
         xb: Tensor,
-        cross: CrossParts | None = None,
+        parts: BatchParts | None = None,
         sq_diff: Tensor | None = None,
         products: Products = TORCH,
     ) -> None:
@@ -165,12 +193,13 @@ class PairMoments:
 
         The block is centred about its mean in its own dtype and its three products are taken
         there; the float64 state then absorbs them in one pass per matrix, no float64 temporaries.
-        `cross`: the block's cross products already taken in parts (the engine's batches), so
-        the cross product is assembled from them instead of being computed again; `sq_diff`:
+        `parts`: the block's rows taken in parts (the engine's batches), which give its means
+        without a pass over its rows and, where they hold them, its cross product, assembled
+        instead of computed again; `sq_diff`:
         the block's `squared_difference_sum`, where the caller already has it; `products`: how
         the block's x^T x, y^T y and x^T y are taken (`sslcheck.blas`).
         """
-        BlockSums(self, xa.dtype, products, every=1).add(xa, xb, cross, sq_diff)
+        BlockSums(self, xa.dtype, products, every=1).add(xa, xb, parts, sq_diff)
 
     def is_finite(self) -> bool:
         """False where a NaN/Inf or an overflow reached the state."""
@@ -261,17 +290,22 @@ class BlockSums:
         self._blocks = 0
         self._rows = 0  # rows since the last flush, on the host
 
-    def add(self, xa: Tensor, xb: Tensor, cross: CrossParts | None = None, sq_diff: Tensor | None = None) -> None:
+    def add(self, xa: Tensor, xb: Tensor, parts: BatchParts | None = None, sq_diff: Tensor | None = None) -> None:
         """Add one block (arguments as `PairMoments.update`'s); absorb the group once it is full."""
-        ca, mean_a, res_a = _centre(xa)
-        cb, mean_b, res_b = _centre(xb)
         n, k = xa.shape[0], self._blocks
+        if parts is None:
+            ca, mean_a, res_a = _centre(xa)
+            cb, mean_b, res_b = _centre(xb)
+        else:
+            mean_a, mean_b = parts.means(n)
+            ca, res_a = _centre_about(xa, mean_a)
+            cb, res_b = _centre_about(xb, mean_b)
         aa, bb, ab = self._sums
         self._products.add_self_products([ca, cb], [aa, bb])
-        if cross is None:
+        if parts is None or parts.product is None:
             self._products.add_cross_product(ca, cb, ab)
         else:
-            ab.add_(cross.about(n, mean_a - res_a, mean_b - res_b))
+            ab.add_(parts.about(n, mean_a - res_a, mean_b - res_b))
         self._sq_diff.add_(squared_difference_sum(xa, xb) if sq_diff is None else sq_diff)
         self._means[0, k], self._means[1, k] = mean_a, mean_b
         self._residuals[0, k], self._residuals[1, k] = res_a, res_b

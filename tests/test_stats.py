@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sslcheck import blas
-from sslcheck.stats import BlockSums, CrossParts, ElementMoments, PairMoments, squared_difference_sum
+from sslcheck.stats import BatchParts, BlockSums, ElementMoments, PairMoments, squared_difference_sum
 
 F32_EPS = 2.0**-24
 
@@ -255,16 +255,20 @@ def test_float32_block_sums_with_a_large_offset(offset: float) -> None:
 # --- the cross products taken in parts ------------------------------------------------------
 
 
-def cross_parts(a: np.ndarray, b: np.ndarray, spans: tuple[tuple[int, int, int], ...]) -> CrossParts:
+def cross_parts(
+    a: np.ndarray, b: np.ndarray, spans: tuple[tuple[int, int, int], ...], products: bool = True
+) -> BatchParts:
     """Rows lo:hi in parts of `rows` rows each, per (rows, lo, hi), as the engine's batches give
-    them: each part's mean (in the rows' dtype), the sums of its rows about it, its product."""
-    parts = CrossParts()
+    them: each part's mean (in the rows' dtype), the sums of its rows about it, its product
+    (unless `products` is False: the engine's Gram route)."""
+    parts = BatchParts()
     for rows, lo, hi in spans:
         pa, pb = a[lo:hi].reshape(-1, rows, a.shape[1]), b[lo:hi].reshape(-1, rows, b.shape[1])
         ma, mb = pa.mean(-2, keepdims=True), pb.mean(-2, keepdims=True)
         ca, cb = pa - ma, pb - mb
         t = torch.from_numpy
-        parts.add(rows, t(ma), t(mb), t(ca.sum(-2)), t(cb.sum(-2)), t(np.swapaxes(ca, -1, -2) @ cb))
+        product = t(np.swapaxes(ca, -1, -2) @ cb) if products else None
+        parts.add(rows, t(ma), t(mb), t(ca.sum(-2)), t(cb.sum(-2)), product)
     return parts
 
 
@@ -276,8 +280,25 @@ def test_cross_parts_equal_the_cross_product_about_any_point() -> None:
     ca, cb = np.full(6, 0.3), np.linspace(-1, 1, 6)
     got = parts.about(45, torch.from_numpy(ca), torch.from_numpy(cb)).numpy()
     np.testing.assert_allclose(got, (a - ca).T @ (b - cb), rtol=1e-12, atol=1e-12)
-    with pytest.raises(ValueError, match="45 rows, the block 44"):
+    with pytest.raises(ValueError, match="45 rows and products: True, the block 44"):
         parts.about(44, torch.from_numpy(ca), torch.from_numpy(cb))
+    with pytest.raises(ValueError, match="45 rows, the block 44"):
+        parts.means(44)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_batch_parts_give_the_exact_block_means(offset: float) -> None:
+    """sum_p (n_p m_p + S_p) / n, with m_p the parts' means as rounded to float32 and S_p the sums
+    of the rows about them: the float64 mean of the float32 rows, to float64 rounding of the
+    spread (a float32 mean of offset rows is off by ~eps * offset)."""
+    a64, b64 = data(96, 5, 14)
+    a, b = (a64 + offset).astype(np.float32), (b64 - offset).astype(np.float32)
+    parts = cross_parts(a, b, ((16, 0, 64), (32, 64, 96)), products=False)
+    got_a, got_b = (x.numpy() for x in parts.means(96))
+    for got, x in ((got_a, a), (got_b, b)):
+        want = x.astype(np.float64).mean(0)
+        assert np.abs(got - want).max() < 1e-6 * x.std(0).min()  # float32 sums of centred rows
+        assert offset == 0 or np.abs(x.mean(0, dtype=np.float32) - want).max() > 1e-4 * x.std(0).min()
 
 
 def test_update_with_cross_parts_equals_the_plain_update() -> None:
@@ -297,10 +318,10 @@ def test_float32_cross_parts_with_a_large_offset(offset: float) -> None:
     a64, b64 = data(2048, 16, 21)
     a, b = (a64 + offset).astype(np.float32), (a64 + 1e-3 * b64 + offset).astype(np.float32)
     want = reference(a, b)
-    for cross in (None, cross_parts(a, b, ((256, 0, 2048),))):
+    for parts in (None, cross_parts(a, b, ((256, 0, 2048),)), cross_parts(a, b, ((256, 0, 2048),), products=False)):
         m = PairMoments.empty(16)
-        m.update(torch.from_numpy(a), torch.from_numpy(b), cross)
-        assert scaled_error(m, want, a, b) < 4 * np.sqrt(2048) * F32_EPS, cross
+        m.update(torch.from_numpy(a), torch.from_numpy(b), parts)
+        assert scaled_error(m, want, a, b) < 4 * np.sqrt(2048) * F32_EPS, parts
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
