@@ -15,7 +15,7 @@ x^T y (no triangle to save) in 82 against 89 ms at D = 2048, equal at D = 512.
 
 A pass adds its chunks' products into running sums (`add_self_products`, `add_cross_product`):
 through CBLAS with beta = 1 (numpy's matmul has none) the kernel adds them as it writes, with no
-temporary and no extra pass over D^2 entries, so the float64 state absorbs them once per 8 chunks
+temporary and no extra pass over D^2 entries, so the float64 state absorbs them once per 16 chunks
 (`sslcheck.stats.BlockSums`) instead of once per chunk, which cost 12-16 ms a chunk at D = 2048.
 
 `products` gives the route for a pass: numpy's on the CPU where numpy's OpenBLAS can be held at

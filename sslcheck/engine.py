@@ -2,7 +2,7 @@
 statistics; whole-set losses and diagnostics follow from those statistics.
 
 Per chunk of C rows (a multiple of the batch size B): the chunk's centred co-moments (three D x D
-products in the compute dtype, added into sums there and merged in float64 8 chunks at a time:
+products in the compute dtype, added into sums there and merged in float64 16 chunks at a time:
 `sslcheck.stats.BlockSums`); the loss terms of each batch
 of B rows, every loss sharing the batch's cached statistics (`sslcheck.losses.pair.Batch`); the
 moments of L2-normalised rows and positive-pair cosines; the rows of the seeded pair sample.
@@ -108,7 +108,7 @@ def chunk_size(rows: int | None, bsz: int | None, d: int) -> int:
     reuses (`sslcheck.process`). Measured with `score` at D = 512: 2048 rows (8 batches a group)
     24.9 s and 255 MB at N = 2^20, flat from 2^17; 4096 rows 24.7 s and 329 MB; 8192 rows (16 a
     group) 466 MB at 2^20 against 354 MB at 2^17, growing with N (the heap fragmented). At
-    D = 2048, N = 2^18, two chunk workers (the float64 absorb once per 8 chunks, `BlockSums`):
+    D = 2048, N = 2^18, two chunk workers (the float64 absorb once per 8 chunks then, `BlockSums`):
     2048 rows 28.1-29.9 s and 1.16-1.21 GB peak RSS against 28.2-30.3 s and 1.33-1.48 GB in the
     4096-row chunks of 2 D rows taken before, alternating, three pairs. First-touched memory
     costs time on a VM (zeroed pages: 9-12 us per 4 KiB page measured here, 2.3 s per GB).

@@ -25,7 +25,7 @@ from torch import Tensor
 from sslcheck.blas import TORCH, Products
 
 F64 = torch.float64
-ABSORB_EVERY = 8  # blocks per float64 absorb in a pass (`BlockSums`)
+ABSORB_EVERY = 16  # blocks per float64 absorb in a pass (`BlockSums`)
 
 
 def column_sums(x: Tensor) -> Tensor:

@@ -436,7 +436,7 @@ def test_small_values_that_do_not_underflow_still_score(run: Runner, scale: floa
 
 
 def test_a_group_of_chunks_whose_summed_products_overflow_is_an_input_error(run: Runner) -> None:
-    """Chunk products are summed in float32 for 8 chunks before the float64 merge, so values
+    """Chunk products are summed in float32 for up to 16 chunks before the float64 merge, so values
     whose one chunk's products fit (~1e38) but whose group's do not (~8e38, float32's largest is
     3.4e38) are refused as values too large for float32, with the way out, never a wrong number
     (found in review: the merge per chunk had taken them); in float64 they score."""

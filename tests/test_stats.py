@@ -238,8 +238,8 @@ def test_block_sums_of_a_constant_column_are_exactly_zero() -> None:
 
 @pytest.mark.parametrize("offset", [0.0, 1e4])
 def test_float32_block_sums_with_a_large_offset(offset: float) -> None:
-    """float32 blocks summed 8 at a time in float32 before the float64 absorb: within the same
-    float32 bound as one block of that many rows (the sum of 8 centred products adds ~8 eps)."""
+    """float32 blocks summed 16 at a time in float32 before the float64 absorb: within the same
+    float32 bound as one block of that many rows (the sum of 16 centred products adds ~16 eps)."""
     rows, blocks, d = 512, 16, 12
     a64, b64 = data(rows * blocks, d, 5)
     a, b = (a64 + offset).astype(np.float32), (b64 + offset).astype(np.float32)
