@@ -26,6 +26,7 @@ from sslcheck.blas import TORCH, Products
 
 F64 = torch.float64
 ABSORB_EVERY = 16  # blocks per float64 absorb in a pass (`BlockSums`)
+MATVEC_LOOP_MIN = 1 << 16  # entries of a CPU matrix from which `matvec` multiplies each on its own
 
 
 def column_sums(x: Tensor) -> Tensor:
@@ -37,6 +38,23 @@ def column_sums(x: Tensor) -> Tensor:
     as the D x D products do (error ~ sqrt(N) eps, where torch's cascade sum has ~ eps log2 N).
     """
     return x.new_ones(x.shape[-2] if x.ndim > 1 else x.shape[0]) @ x
+
+
+def matvec(m: Tensor, v: Tensor) -> Tensor:
+    """m @ v for matrices m [..., R, C] and vectors v [..., C] (the same leading shape) -> [..., R].
+
+    On the CPU each matrix of at least MATVEC_LOOP_MIN entries takes its own matrix-vector
+    product: a batched product with one column ran at half that speed ([8, 512, 512]: 0.62
+    against 0.32 ms; [4, 256, 512]: 0.14 against 0.06 ms; one thread, data in cache or not).
+    """
+    lead = m.shape[:-2]
+    if m.ndim == 2:
+        return torch.mv(m, v)
+    one_by_one = m.device.type == "cpu" and m.shape[-2] * m.shape[-1] >= MATVEC_LOOP_MIN
+    if not one_by_one or v.shape[:-1] != lead or not lead.numel():
+        return (m @ v.unsqueeze(-1)).squeeze(-1)
+    rows = [torch.mv(a, b) for a, b in zip(m.reshape(-1, *m.shape[-2:]), v.reshape(-1, v.shape[-1]), strict=True)]
+    return torch.stack(rows).reshape(*lead, m.shape[-2])
 
 
 def _sum_rows(x: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sslcheck import blas
+from sslcheck import blas, stats
 from sslcheck.stats import BatchParts, BlockSums, ElementMoments, PairMoments, squared_difference_sum
 
 F32_EPS = 2.0**-24
@@ -355,3 +355,32 @@ def test_squared_difference_sum_of_large_float32_rows() -> None:
     a = np.full((4096, 8), 1e17, dtype=np.float32)
     got = float(squared_difference_sum(torch.from_numpy(a), torch.from_numpy(-a)))
     assert got == pytest.approx(4096 * 8 * (2 * 1e17) ** 2, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "lead, rows, cols", [((), 300, 257), ((3,), 256, 257), ((2, 3), 300, 300), ((4,), 5, 7), ((0,), 300, 300)]
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_matvec_equals_float64_products(lead: tuple[int, ...], rows: int, cols: int, dtype: torch.dtype) -> None:
+    """Each matrix's own product (large matrices, one at a time) and the batched one (small) agree
+    with numpy's float64 product to float32's accumulation error."""
+    rng = np.random.default_rng(7)
+    m, v = rng.standard_normal((*lead, rows, cols)), rng.standard_normal((*lead, cols))
+    got = stats.matvec(torch.tensor(m, dtype=dtype), torch.tensor(v, dtype=dtype))
+    ref = np.einsum("...rc,...c->...r", m, v)
+    scale = np.sqrt(np.einsum("...rc,...c->...r", m * m, v * v))  # |products|: the sum's natural scale
+    eps = torch.finfo(dtype).eps
+    assert got.shape == (*lead, rows) and got.dtype == dtype
+    assert np.all(np.abs(got.double().numpy() - ref) <= 4 * np.sqrt(cols) * eps * scale)
+    assert stats.MATVEC_LOOP_MIN <= 300 * 300  # the large cases take the per-matrix route
+
+
+def test_matvec_gradients_equal_the_batched_products() -> None:
+    """The per-matrix route is differentiable (the losses built on it are training losses)."""
+    m = torch.randn(2, 256, 256, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(2, 256, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 256, dtype=torch.float64)
+    got = torch.autograd.grad((stats.matvec(m, v) * w).sum(), (m, v))
+    ref = torch.autograd.grad(((m @ v.unsqueeze(-1)).squeeze(-1) * w).sum(), (m, v))
+    for g, r in zip(got, ref, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-12, atol=1e-12)

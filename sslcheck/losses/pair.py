@@ -30,7 +30,7 @@ from torch import Tensor
 
 from sslcheck.blas import TORCH, Products
 from sslcheck.losses.normalize import RowNorm, inverse_norms, normalize_rows, row_sq_norms
-from sslcheck.stats import PairMoments, column_sums, squared_differences
+from sslcheck.stats import PairMoments, column_sums, matvec, squared_differences
 
 View = Literal["a", "b"]
 
@@ -71,7 +71,7 @@ def _scaled_cross(m: Tensor, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     """diag and Off of c = diag(s) m diag(t) for m [..., D, D], without forming c:
     Off(c) = (s^2)^T (m * m, its diagonal zeroed) t^2 (one pass over m, not four)."""
     sq = _off_squares(m)
-    off = ((s * s).unsqueeze(-2) @ (sq @ (t * t).unsqueeze(-1))).reshape(s.shape[:-1])
+    off = ((s * s) * matvec(sq, t * t)).sum(-1)
     return s * m.diagonal(dim1=-2, dim2=-1) * t, off
 
 
@@ -242,7 +242,7 @@ class Batch:
             self._gram_similarity_ok[view] = bool((factor.amax(-1) <= GRAM_SIMILARITY_LOSS).all())
         if not self._gram_similarity_ok[view]:
             return None
-        p = (self.centred(view) @ mean.mT).squeeze(-1)
+        p = matvec(self.centred(view), mean.squeeze(-2))
         w = inverse_norms(row_sq, mode) * scale**0.5
         ones = torch.ones_like(p)
         left, right = torch.stack([p, ones], -1), torch.stack([ones, p + mean_sq.unsqueeze(-1)], -2)
