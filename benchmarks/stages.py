@@ -144,6 +144,8 @@ def instrument(t: Timers) -> list[str]:
     if hasattr(stats, "BlockSums"):  # chunk products summed, absorbed in float64 8 chunks at a time
         patch(stats.BlockSums, "add", "whole-set products + merge (chunk route)")
         patch(stats.BlockSums, "flush", "whole-set products + merge (chunk route)")
+    if hasattr(stats.BatchParts, "add"):  # the batches' centred rows' products, as they come
+        patch(stats.BatchParts, "add", "whole-set products + merge (chunk route)")
     else:
         patch(PairMoments, "update", "whole-set products + merge (chunk route)")
     patch(Batch, "product", "per-batch D x D products (Barlow, whole-set cross)")

@@ -521,13 +521,14 @@ class _Pass:
         sq_diff = squared_difference_sum(xa, xb, rows.sq_diff)
         if not _no_bad_values(sq_diff, start, ((xa, ca, finite_a), (xb, cb, finite_b))):
             return
-        parts = (
-            None
-            if setup.bsz is None
-            else _score_batches(
+        parts = None
+        if setup.bsz is not None:
+            parts = self.blocks.parts()
+            _score_batches(
                 xa,
                 xb,
                 rows,
+                parts,
                 self.products,
                 setup.bsz,
                 setup.drop_last,
@@ -536,7 +537,6 @@ class _Pass:
                 start,
                 setup.workers,
             )
-        )
         self.blocks.add(xa, xb, parts, sq_diff)
         sq_a, sq_b = rows.row_sq
         self.l2a.update(normalize_rows(xa, "torch", sq_a))
@@ -611,6 +611,7 @@ def _score_batches(
     xa: Tensor,
     xb: Tensor,
     rows: RowValues,
+    parts: BatchParts,
     products: blas.Products,
     bsz: int,
     drop_last: bool,
@@ -618,7 +619,7 @@ def _score_batches(
     out: _BatchValues,
     start: int,
     workers: int = 1,
-) -> BatchParts:
+) -> None:
     """Score every batch of B rows in a chunk whose first row is global row `start` (a multiple
     of B): full batches k at a time as [k, B, D] (every loss takes them so; k keeps the 2B x 2B
     similarity blocks near GROUP_ELEMS and any k D x D products near PRODUCT_ELEMS), a short last
@@ -627,15 +628,14 @@ def _score_batches(
     at N = 2^18, D = 512, two workers: 333-353 MB in groups of 4 batches, 362-381 MB in groups of
     8, equally fast).
 
-    Returns the chunk's rows as the batches took them (`BatchParts`: every batch's means and
-    the sums of its rows about them, a dropped short last batch included), which give the
-    chunk's means without another pass over its rows. Below D = PRODUCT_ROUTE_RATIO * B the
-    parts hold the cross products by batch too: each batch's x_c^T y_c serves both Barlow's
-    cross terms and the whole-set cross moment (one D x D product per row where Barlow's Grams
-    and a chunk product take 2 B D + D^2). From there on the batches use B x B Grams (`Batch`)
-    and the caller takes the chunk's cross product, since per-batch D x D products cost more in
-    passes over D^2 entries (and force k = 1) than the Grams' extra multiply-adds (N = 2^18,
-    D = 2048 = 8B: 42-43 s instead of 45-47 s).
+    Every batch's rows, as it centred them (a dropped short last batch's too), go to `parts`,
+    which adds their whole-set products while they are in cache: the chunk is never centred as a
+    whole. Below D = PRODUCT_ROUTE_RATIO * B each batch's x_c^T y_c serves both Barlow's cross
+    terms and the whole-set cross moment (one D x D product per row where Barlow's Grams and a
+    chunk product take 2 B D + D^2). From there on the batches use B x B Grams (`Batch`) and
+    `parts` takes the cross products of the centred rows, since per-batch D x D products cost
+    more in passes over D^2 entries (and force k = 1) than the Grams' extra multiply-adds
+    (N = 2^18, D = 2048 = 8B: 42-43 s instead of 45-47 s).
     """
     d = xa.shape[1]
     full = xa.shape[0] // bsz * bsz
@@ -651,7 +651,6 @@ def _score_batches(
         )
         for i in range(0, full, step)
     ]
-    parts = BatchParts()
     if full < xa.shape[0]:
         ra, rb = xa[full:], xb[full:]
         if not drop_last:
@@ -661,20 +660,18 @@ def _score_batches(
         else:
             ma, mb = column_sums(ra) / ra.shape[0], column_sums(rb) / rb.shape[0]
             ca, cb = ra - ma, rb - mb
-            parts.add(ra.shape[0], ma, mb, column_sums(ca), column_sums(cb), ca.T @ cb if by_product else None)
+            parts.add(ca, cb, ma, mb, ca.T @ cb if by_product else None)
     for ga, gb, known, first in groups:
         batch = Batch(ga, gb, known, products)
         parts.add(
-            ga.shape[-2],
+            batch.centred("a"),
+            batch.centred("b"),
             batch.means("a"),
             batch.means("b"),
-            column_sums(batch.centred("a")),
-            column_sums(batch.centred("b")),
             batch.product("a", "b") if by_product else None,
         )
         for key, terms in _terms_by_key(batch, params):
             out.put(key, first, terms)
-    return parts
 
 
 def _loss_results(

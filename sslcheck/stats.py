@@ -62,13 +62,6 @@ def _sum_rows(x: Tensor) -> Tensor:
     return column_sums(x.reshape(x.shape[0], -1)).reshape(x.shape[1:])
 
 
-def _centre_about(x: Tensor, mean: Tensor) -> tuple[Tensor, Tensor]:
-    """Centre a block [n, D] whose exact float64 mean is known: (x - mean as rounded, the
-    residual mean of the result in float64)."""
-    approx = mean.to(x.dtype)
-    return x - approx, mean - approx.to(F64)
-
-
 def _centre(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Centre a block [n, *shape] in its own dtype: (centred block, float64 mean, residual mean
     of xc)."""
@@ -95,54 +88,54 @@ def squared_difference_sum(xa: Tensor, xb: Tensor, rows: Tensor | None = None) -
 
 @dataclass
 class BatchParts:
-    """A block's rows taken in parts (its batches): each part's row count, the points m_p it was
-    centred about (its means, as rounded), the sums S_p of its rows about them (~0, not 0: a
-    rounded mean is not the exact one) and, where the caller took them, the cross products
-    P_p = sum_i (a_i - m_a,p)(b_i - m_b,p)^T, summed.
+    """A block's rows taken in parts (its batches), each centred about its own mean as rounded,
+    m_p. As each group of parts arrives, its rows still in cache, their products about those
+    points are added into `into` (x^T x and y^T y, upper triangles, and x^T y, in the parts'
+    dtype: `BlockSums`' sums) by `products`; kept per part: m_p, the sums S_p of its rows about it
+    (~0, not 0: a rounded mean is not the exact one) and its row count n_p.
 
-    The block's exact mean is sum_p (n_p m_p + S_p) / n, and about any point (c_a, c_b), exactly:
-        sum_i (a_i - c_a)(b_i - c_b)^T
-            = sum_p [P_p + S_a,p d_b,p^T + d_a,p S_b,p^T + n_p d_a,p d_b,p^T],   d_p = m_p - c
+    The block's exact mean is sum_p (n_p m_p + S_p) / n, and its products about any point c follow
+    from the parts', exactly (`recentre`):
+
+        sum_i (x_i - c_x)(y_i - c_y)^T = sum_p [P_p + S_x,p d_y,p^T + d_x,p S_y,p^T + n_p d_x,p d_y,p^T],
+        P_p = sum_{i in p} (x_i - m_x,p)(y_i - m_y,p)^T,   d_p = m_p - c
     """
 
+    into: tuple[Tensor, Tensor, Tensor]
+    products: Products = TORCH
     counts: list[Tensor] = field(default_factory=list)
     means_a: list[Tensor] = field(default_factory=list)
     means_b: list[Tensor] = field(default_factory=list)
     sums_a: list[Tensor] = field(default_factory=list)
     sums_b: list[Tensor] = field(default_factory=list)
-    product: Tensor | None = None
     total_rows: int = 0  # the counts' sum, kept on the host: no device round trip to check it
 
     def add(
-        self,
-        rows: int,
-        means_a: Tensor,
-        means_b: Tensor,
-        sums_a: Tensor,
-        sums_b: Tensor,
-        products: Tensor | None = None,
+        self, centred_a: Tensor, centred_b: Tensor, means_a: Tensor, means_b: Tensor, cross: Tensor | None = None
     ) -> None:
-        """Parts of `rows` rows each: the points m_p [..., D], the sums S_p [..., D] of the rows
-        about them, and (given for every part or for none) the products about them [..., D, D]."""
-        d = means_a.shape[-1]
-        if products is not None:
-            flat = products.reshape(-1, d, d)
-            if self.product is None:
-                self.product = flat.sum(0)
-            else:
-                self.product.add_(flat[0] if flat.shape[0] == 1 else flat.sum(0))
+        """Parts [..., rows, D] centred about their means [..., 1, D]; `cross`: their cross products
+        [..., D, D], where the caller took them (else the block's rows give them here)."""
+        rows, d = centred_a.shape[-2:]
+        flat_a, flat_b = centred_a.reshape(-1, d), centred_b.reshape(-1, d)
+        aa, bb, ab = self.into
+        self.products.add_self_products([flat_a, flat_b], [aa, bb])
+        if cross is None:
+            self.products.add_cross_product(flat_a, flat_b, ab)
+        else:
+            flat = cross.reshape(-1, d, d)
+            ab.add_(flat[0] if flat.shape[0] == 1 else flat.sum(0))
         for store, x in (
             (self.means_a, means_a),
             (self.means_b, means_b),
-            (self.sums_a, sums_a),
-            (self.sums_b, sums_b),
+            (self.sums_a, column_sums(centred_a)),
+            (self.sums_b, column_sums(centred_b)),
         ):
             store.append(x.reshape(-1, d))
         parts = self.means_a[-1].shape[0]
-        self.counts.append(torch.full((parts,), float(rows), dtype=F64, device=means_a.device))
+        self.counts.append(torch.full((parts,), float(rows), dtype=F64, device=centred_a.device))
         self.total_rows += parts * rows
 
-    def means(self, rows: int) -> tuple[Tensor, Tensor]:
+    def exact_means(self, rows: int) -> tuple[Tensor, Tensor]:
         """The block's exact means (float64 [D] each), from its parts: no pass over its rows."""
         if self.total_rows != rows:
             raise ValueError(f"the parts hold {self.total_rows} rows, the block {rows}")
@@ -152,19 +145,17 @@ class BatchParts:
             for means, sums in ((self.means_a, self.sums_a), (self.means_b, self.sums_b))
         )
 
-    def about(self, rows: int, centre_a: Tensor, centre_b: Tensor) -> Tensor:
-        """The whole block's cross product about (centre_a, centre_b), in the parts' dtype."""
-        if self.product is None or self.total_rows != rows:
-            raise ValueError(
-                f"the parts hold {self.total_rows} rows and products: {self.product is not None}, the block {rows}"
-            )
-        counts = torch.cat(self.counts)
-        dtype = self.product.dtype
-        da = torch.cat(self.means_a) - centre_a.to(dtype)
-        db = torch.cat(self.means_b) - centre_b.to(dtype)
-        sa, sb = torch.cat(self.sums_a), torch.cat(self.sums_b)
-        corrected = torch.addmm(self.product, sa.T, db)
-        return corrected.addmm_(da.T, sb + db * counts.to(dtype).unsqueeze(-1))
+    def recentre(self, centre_a: Tensor, centre_b: Tensor) -> None:
+        """In place: the products added into `into`, about the parts' points, moved to be about
+        (centre_a, centre_b): one rank-2p update of each matrix."""
+        dtype = self.into[0].dtype
+        da = torch.cat(self.means_a).to(dtype) - centre_a.to(dtype)
+        db = torch.cat(self.means_b).to(dtype) - centre_b.to(dtype)
+        sa, sb = torch.cat(self.sums_a).to(dtype), torch.cat(self.sums_b).to(dtype)
+        counts = torch.cat(self.counts).to(dtype).unsqueeze(-1)
+        pairs = (((sa, da), (sa, da)), ((sb, db), (sb, db)), ((sa, da), (sb, db)))
+        for out, ((sx, dx), (sy, dy)) in zip(self.into, pairs, strict=True):
+            out.addmm_(torch.cat([sx, dx]).T, torch.cat([dy, sy + counts * dy]))
 
 
 @dataclass
@@ -199,25 +190,15 @@ class PairMoments:
         moments.update(xa, xb)
         return moments
 
-    def update(
-        self,
-        xa: Tensor,
-        xb: Tensor,
-        parts: BatchParts | None = None,
-        sq_diff: Tensor | None = None,
-        products: Products = TORCH,
-    ) -> None:
+    def update(self, xa: Tensor, xb: Tensor, sq_diff: Tensor | None = None, products: Products = TORCH) -> None:
         """In place: absorb the rows of one block (`BlockSums` absorbs a pass's blocks a group at a time).
 
         The block is centred about its mean in its own dtype and its three products are taken
         there; the float64 state then absorbs them in one pass per matrix, no float64 temporaries.
-        `parts`: the block's rows taken in parts (the engine's batches), which give its means
-        without a pass over its rows and, where they hold them, its cross product, assembled
-        instead of computed again; `sq_diff`:
-        the block's `squared_difference_sum`, where the caller already has it; `products`: how
-        the block's x^T x, y^T y and x^T y are taken (`sslcheck.blas`).
+        `sq_diff`: the block's `squared_difference_sum`, where the caller already has it;
+        `products`: how the block's x^T x, y^T y and x^T y are taken (`sslcheck.blas`).
         """
-        BlockSums(self, xa.dtype, products, every=1).add(xa, xb, parts, sq_diff)
+        BlockSums(self, xa.dtype, products, every=1).add(xa, xb, sq_diff=sq_diff)
 
     def is_finite(self) -> bool:
         """False where a NaN/Inf or an overflow reached the state."""
@@ -279,8 +260,9 @@ class BlockSums:
     three products are added into sums in the blocks' dtype as BLAS writes them (`Products.add_*`:
     no temporary), and the float64 state takes one pass per matrix per group instead of per block.
 
-    Each block c is centred about its rounded mean m_c, as `PairMoments.update` centres it; its
-    exact mean mu_c = m_c + r_c and its residual r_c are kept. A group of n_g rows, mean
+    Each block c's products are taken about its rounded mean m_c (the block centred there, or its
+    parts' products moved there: `BatchParts.recentre`); its exact mean mu_c = m_c + r_c and its
+    residual r_c are kept. A group of n_g rows, mean
     mu_g = sum_c n_c mu_c / n_g, has the co-moments (P_c, the product about m_c, is
     M_c + n_c r_c r_c^T)
 
@@ -301,6 +283,7 @@ class BlockSums:
         self.moments, self._products, self._every = moments, products, every
         # allocated once, before the pass's transient tensors (see `engine._BatchValues`)
         self._sums = torch.zeros(3, d, d, dtype=dtype, device=device)  # x^T x (upper), y^T y (upper), x^T y
+        self._each = (self._sums[0], self._sums[1], self._sums[2])
         self._means = torch.zeros(2, every, d, dtype=F64, device=device)
         self._residuals = torch.zeros(2, every, d, dtype=F64, device=device)
         self._counts = torch.zeros(every, dtype=F64, device=device)
@@ -308,22 +291,28 @@ class BlockSums:
         self._blocks = 0
         self._rows = 0  # rows since the last flush, on the host
 
+    def parts(self) -> BatchParts:
+        """A block's parts whose products go straight into these sums (pass it to `add`)."""
+        return BatchParts(self._each, self._products)
+
     def add(self, xa: Tensor, xb: Tensor, parts: BatchParts | None = None, sq_diff: Tensor | None = None) -> None:
-        """Add one block (arguments as `PairMoments.update`'s); absorb the group once it is full."""
+        """Add one block: its rows, and (from `parts()`) its parts, whose products were added
+        already; `sq_diff`: its `squared_difference_sum`, where the caller has it. Absorb the group
+        once it is full."""
         n, k = xa.shape[0], self._blocks
         if parts is None:
             ca, mean_a, res_a = _centre(xa)
             cb, mean_b, res_b = _centre(xb)
-        else:
-            mean_a, mean_b = parts.means(n)
-            ca, res_a = _centre_about(xa, mean_a)
-            cb, res_b = _centre_about(xb, mean_b)
-        aa, bb, ab = self._sums
-        self._products.add_self_products([ca, cb], [aa, bb])
-        if parts is None or parts.product is None:
+            aa, bb, ab = self._each
+            self._products.add_self_products([ca, cb], [aa, bb])
             self._products.add_cross_product(ca, cb, ab)
-        else:
-            ab.add_(parts.about(n, mean_a - res_a, mean_b - res_b))
+        else:  # the products are about the parts' points: moved to the block's rounded mean
+            if parts.into is not self._each:
+                raise ValueError("the parts' products went into other sums: take the parts from `parts()`")
+            mean_a, mean_b = parts.exact_means(n)
+            centre_a, centre_b = mean_a.to(xa.dtype), mean_b.to(xb.dtype)
+            res_a, res_b = mean_a - centre_a.to(F64), mean_b - centre_b.to(F64)
+            parts.recentre(centre_a, centre_b)
         self._sq_diff.add_(squared_difference_sum(xa, xb) if sq_diff is None else sq_diff)
         self._means[0, k], self._means[1, k] = mean_a, mean_b
         self._residuals[0, k], self._residuals[1, k] = res_a, res_b

@@ -264,38 +264,53 @@ def test_mirror_upper_is_the_symmetric_matrix_of_the_upper_triangle(d: int, bloc
     np.testing.assert_array_equal(_mirror_upper(m, block).numpy(), upper + np.triu(upper, 1).T)
 
 
-# --- the cross products taken in parts ------------------------------------------------------
+# --- a block's rows taken in parts (the engine's batches) ----------------------------------
 
 
-def cross_parts(
-    a: np.ndarray, b: np.ndarray, spans: tuple[tuple[int, int, int], ...], products: bool = True
+def add_parts(
+    parts: BatchParts, a: np.ndarray, b: np.ndarray, spans: tuple[tuple[int, int, int], ...], products: bool = True
 ) -> BatchParts:
     """Rows lo:hi in parts of `rows` rows each, per (rows, lo, hi), as the engine's batches give
-    them: each part's mean (in the rows' dtype), the sums of its rows about it, its product
-    (unless `products` is False: the engine's Gram route)."""
-    parts = BatchParts()
+    them: each part centred about its mean (in the rows' dtype), with its cross product (unless
+    `products` is False: the engine's Gram route, where the parts take it)."""
+    t = torch.from_numpy
     for rows, lo, hi in spans:
         pa, pb = a[lo:hi].reshape(-1, rows, a.shape[1]), b[lo:hi].reshape(-1, rows, b.shape[1])
         ma, mb = pa.mean(-2, keepdims=True), pb.mean(-2, keepdims=True)
         ca, cb = pa - ma, pb - mb
-        t = torch.from_numpy
-        product = t(np.swapaxes(ca, -1, -2) @ cb) if products else None
-        parts.add(rows, t(ma), t(mb), t(ca.sum(-2)), t(cb.sum(-2)), product)
+        parts.add(t(ca), t(cb), t(ma), t(mb), t(np.swapaxes(ca, -1, -2) @ cb) if products else None)
     return parts
 
 
-def test_cross_parts_equal_the_cross_product_about_any_point() -> None:
-    """sum_p [P_p + S_a,p d_b,p^T + d_a,p S_b,p^T + n_p d_a,p d_b,p^T] = sum_i (a_i - c_a)(b_i - c_b)^T,
-    for parts of unequal sizes added in any grouping."""
+def empty_parts(d: int, dtype: torch.dtype = torch.float64, route: blas.Products = blas.TORCH) -> BatchParts:
+    zeros = torch.zeros(3, d, d, dtype=dtype)
+    return BatchParts((zeros[0], zeros[1], zeros[2]), route)
+
+
+@pytest.mark.parametrize("products", [True, False])
+def test_batch_parts_products_recentred_about_any_point(products: bool) -> None:
+    """sum_p [P_p + S_x,p d_y,p^T + d_x,p S_y,p^T + n_p d_x,p d_y,p^T] = sum_i (x_i - c_x)(y_i - c_y)^T,
+    for x^T x, y^T y (upper triangles) and x^T y, parts of unequal sizes added in any grouping,
+    their cross products given or taken from their rows."""
     a, b = data(45, 6, 11)
-    parts = cross_parts(a, b, ((5, 0, 20), (10, 20, 40), (5, 40, 45)))
-    ca, cb = np.full(6, 0.3), np.linspace(-1, 1, 6)
-    got = parts.about(45, torch.from_numpy(ca), torch.from_numpy(cb)).numpy()
-    np.testing.assert_allclose(got, (a - ca).T @ (b - cb), rtol=1e-12, atol=1e-12)
-    with pytest.raises(ValueError, match="45 rows and products: True, the block 44"):
-        parts.about(44, torch.from_numpy(ca), torch.from_numpy(cb))
+    with blas.products(torch.device("cpu"), torch.float64) as route:
+        parts = add_parts(empty_parts(6, route=route), a, b, ((5, 0, 20), (10, 20, 40), (5, 40, 45)), products)
+        centre_a, centre_b = np.full(6, 0.3), np.linspace(-1, 1, 6)
+        parts.recentre(torch.from_numpy(centre_a), torch.from_numpy(centre_b))
+    aa, bb, ab = (x.numpy() for x in parts.into)
+    np.testing.assert_allclose(np.triu(aa), np.triu((a - centre_a).T @ (a - centre_a)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.triu(bb), np.triu((b - centre_b).T @ (b - centre_b)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ab, (a - centre_a).T @ (b - centre_b), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="45 rows, the block 44"):
-        parts.means(44)
+        parts.exact_means(44)
+
+
+def test_block_sums_take_only_their_own_parts() -> None:
+    a, b = data(40, 5, 12)
+    sums = BlockSums(PairMoments.empty(5), torch.float64)
+    parts = add_parts(empty_parts(5), a, b, ((10, 0, 40),))
+    with pytest.raises(ValueError, match="other sums"):
+        sums.add(torch.from_numpy(a), torch.from_numpy(b), parts)
 
 
 @pytest.mark.parametrize("offset", [0.0, 1e4])
@@ -305,35 +320,54 @@ def test_batch_parts_give_the_exact_block_means(offset: float) -> None:
     spread (a float32 mean of offset rows is off by ~eps * offset)."""
     a64, b64 = data(96, 5, 14)
     a, b = (a64 + offset).astype(np.float32), (b64 - offset).astype(np.float32)
-    parts = cross_parts(a, b, ((16, 0, 64), (32, 64, 96)), products=False)
-    got_a, got_b = (x.numpy() for x in parts.means(96))
+    parts = add_parts(empty_parts(5, torch.float32), a, b, ((16, 0, 64), (32, 64, 96)), products=False)
+    got_a, got_b = (x.numpy() for x in parts.exact_means(96))
     for got, x in ((got_a, a), (got_b, b)):
         want = x.astype(np.float64).mean(0)
         assert np.abs(got - want).max() < 1e-6 * x.std(0).min()  # float32 sums of centred rows
         assert offset == 0 or np.abs(x.mean(0, dtype=np.float32) - want).max() > 1e-4 * x.std(0).min()
 
 
-def test_update_with_cross_parts_equals_the_plain_update() -> None:
-    a, b = data(40, 5, 12, offset=50.0)
-    plain, by_parts = PairMoments.empty(5), PairMoments.empty(5)
+def moments_by_parts(
+    a: np.ndarray, b: np.ndarray, spans: tuple[tuple[int, int, int], ...], products: bool, route: blas.Products
+) -> PairMoments:
+    """One block absorbed as the engine absorbs a chunk: its batches' products, then the block."""
+    m = PairMoments.empty(a.shape[1])
+    sums = BlockSums(m, torch.from_numpy(a).dtype, route, every=1)
+    parts = add_parts(sums.parts(), a, b, spans, products)
+    sums.add(torch.from_numpy(a), torch.from_numpy(b), parts)
+    return m
+
+
+@pytest.mark.parametrize("products", [True, False])
+def test_block_sums_by_parts_equal_the_plain_update(products: bool) -> None:
+    a, b = data(45, 5, 12, offset=50.0)
+    plain = PairMoments.empty(5)
     plain.update(torch.from_numpy(a), torch.from_numpy(b))
-    by_parts.update(torch.from_numpy(a), torch.from_numpy(b), cross_parts(a, b, ((10, 0, 40),)))
+    with blas.products(torch.device("cpu"), torch.float64) as route:
+        by_parts = moments_by_parts(a, b, ((10, 0, 40), (5, 40, 45)), products, route)
     assert scaled_error(by_parts, reference(a, b), a, b) < 1e-13
-    np.testing.assert_allclose(by_parts.m_ab.numpy(), plain.m_ab.numpy(), rtol=1e-11, atol=1e-9)
+    for got, want in ((by_parts.m_aa, plain.m_aa), (by_parts.m_bb, plain.m_bb), (by_parts.m_ab, plain.m_ab)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-11, atol=1e-9)
 
 
 @pytest.mark.parametrize("offset", [0.0, 1e2, 1e4])
-def test_float32_cross_parts_with_a_large_offset(offset: float) -> None:
+def test_float32_batch_parts_with_a_large_offset(offset: float) -> None:
     """float32 parts about their rounded means: the sums S_p of the rows about them put back what
     the rounding takes (without them the cross moment was 4e-5 off at offset 1e4, found in review);
-    within float32 accuracy of the float64 moments of the same values, like the plain update."""
-    a64, b64 = data(2048, 16, 21)
+    within float32 accuracy of the float64 moments of the same values, like the plain update, on
+    numpy's BLAS route as on torch's, the cross products given or not."""
+    a64, b64 = data(2048 + 100, 16, 21)
     a, b = (a64 + offset).astype(np.float32), (a64 + 1e-3 * b64 + offset).astype(np.float32)
     want = reference(a, b)
-    for parts in (None, cross_parts(a, b, ((256, 0, 2048),)), cross_parts(a, b, ((256, 0, 2048),), products=False)):
-        m = PairMoments.empty(16)
-        m.update(torch.from_numpy(a), torch.from_numpy(b), parts)
-        assert scaled_error(m, want, a, b) < 4 * np.sqrt(2048) * F32_EPS, parts
+    spans = ((256, 0, 2048), (100, 2048, 2148))
+    plain = PairMoments.empty(16)
+    plain.update(torch.from_numpy(a), torch.from_numpy(b))
+    assert scaled_error(plain, want, a, b) < 4 * np.sqrt(2048) * F32_EPS
+    with blas.products(torch.device("cpu"), torch.float32) as numpy_route:
+        for route, products in itertools.product((numpy_route, blas.TORCH), (True, False)):
+            m = moments_by_parts(a, b, spans, products, route)
+            assert scaled_error(m, want, a, b) < 4 * np.sqrt(2048) * F32_EPS, (route, products)
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
