@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from sslcheck.errors import UsageError
 from sslcheck.losses.barlow_loss import BarlowParams, barlow_terms, barlow_terms_of, barlow_twins
-from sslcheck.losses.blocks import LogSumExp, ShiftedSumExp
+from sslcheck.losses.blocks import LogSumExp, SumExp, sums_of_exponentials
 from sslcheck.losses.flavors import FLAVORS, LOSSES, params_dict, resolve_params
 from sslcheck.losses.normalize import normalize_rows
 from sslcheck.losses.nt_xent_loss import NTXentParams, nt_xent, nt_xent_terms_of
@@ -45,7 +45,7 @@ BARLOW_PARAMS = [
 ]
 NT_XENT_PARAMS = [
     NTXentParams(tau=t, reduction=r, normalize=m)
-    for t in (0.002, 0.05, 0.5, 1.0)  # 0.002: 2 / tau beyond float64's ShiftedSumExp span
+    for t in (0.0014, 0.05, 0.5, 1.0)  # 0.0014: 1 / tau beyond float64's SumExp span
     for r in ("mean", "sum_directions")
     for m in ("torch", "tf", "nx")
 ]
@@ -368,39 +368,50 @@ def test_nt_xent_small_tau_is_finite_and_exact() -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_shifted_sums_equal_the_log_sum_exp(dtype: torch.dtype) -> None:
-    """Logits up to the widest span below the shift: the shifted sums, taken along rows and
-    columns of one exponentiated block and combined by addition, give the same logs as the
-    stable log-sum-exp, to the dtype's rounding of float64's."""
-    span = ShiftedSumExp.SPANS[dtype]
-    assert ShiftedSumExp.fits(span, dtype) and not ShiftedSumExp.fits(span * 1.01, dtype)
-    assert not ShiftedSumExp.fits(1.0, torch.float16)
-    shift = 3.0
+def test_plain_sums_equal_the_log_sum_exp(dtype: torch.dtype) -> None:
+    """Logits in [-top, top] with top + ln(terms) at the dtype's span: the plain sums, taken along
+    rows and columns of one exponentiated block and combined by addition, give the same logs as
+    the stable log-sum-exp, to the dtype's rounding of float64's."""
+    span = SumExp.SPANS[dtype]
+    top = span - math.log(9)  # at most 9 terms to a sum
+    assert SumExp.fits(top, 9, dtype) and not SumExp.fits(top * 1.01, 9, dtype)
+    assert not SumExp.fits(1.0, 1, torch.float16)
     rng = np.random.default_rng(1)
-    logits = shift - span * rng.random((2, 7, 9))
-    logits[0, 0] = shift - span  # a whole row at the bottom of the span
-    want_rows = np.log(np.exp(logits - shift).sum(-1)) + shift
-    want_cols = np.log(np.exp(logits - shift).sum(-2)) + shift
-    for sums in (ShiftedSumExp(shift), LogSumExp()):
+    logits = top * (2 * rng.random((2, 7, 9)) - 1)
+    logits[0, 0], logits[0, 1] = top, -top  # a whole row at each end of the range
+    want_rows = np.log(np.exp(logits).sum(-1))
+    want_cols = np.log(np.exp(logits).sum(-2))
+    for sums in (SumExp(), LogSumExp()):
         e = sums.exponentials(t(logits).to(dtype, copy=True))
         rows = sums.log(sums.add(sums.total(e[..., :3], -1), sums.total(e[..., 3:], -1)))
         cols = sums.log(sums.add(sums.total(e[:, :4], -2), sums.total(e[:, 4:], -2)))
         eps = float(torch.finfo(dtype).eps)
-        np.testing.assert_allclose(rows.double().numpy(), want_rows, rtol=0, atol=16 * eps * (shift + span))
-        np.testing.assert_allclose(cols.double().numpy(), want_cols, rtol=0, atol=16 * eps * (shift + span))
+        np.testing.assert_allclose(rows.double().numpy(), want_rows, rtol=0, atol=16 * eps * span)
+        np.testing.assert_allclose(cols.double().numpy(), want_cols, rtol=0, atol=16 * eps * span)
 
 
-def test_nt_xent_float32_at_the_edge_of_the_shifted_sums() -> None:
-    """tau = 0.025: 2 / tau = 80, the widest float32 span, and opposite rows (cosine -1) put
-    terms at e^-80: still normal floats, and the float32 value equals the float64 reference
-    (on the same rounded rows) to the rounding of logits ~ 40."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sums_of_exponentials_leave_the_log_domain_only_where_exact(dtype: torch.dtype) -> None:
+    span = SumExp.SPANS[dtype]
+    assert type(sums_of_exponentials(span - math.log(1000), 1000, dtype)) is SumExp
+    assert type(sums_of_exponentials(span - math.log(1000) + 0.01, 1000, dtype)) is LogSumExp
+    assert type(sums_of_exponentials(1.0, 2, torch.float16)) is LogSumExp
+
+
+def test_nt_xent_float32_at_the_edge_of_the_plain_sums() -> None:
+    """1 / tau + ln(2N) = 80, the widest float32 span for plain sums: a row's 16 terms up to
+    e^77.2 sum below e^80, and opposite rows (cosine -1) put terms at e^-77.2: all normal floats,
+    and the float32 value equals the float64 reference (on the same rounded rows) to the rounding
+    of logits ~ 80."""
     za, zb = views(8, 4, 3)
     za[1], zb[5] = -za[0], -zb[4]
-    p = NTXentParams(tau=0.025, reduction="mean", normalize="torch")
+    tau = 1 / (SumExp.SPANS[torch.float32] - math.log(16))
+    assert type(sums_of_exponentials(1 / tau, 16, torch.float32)) is SumExp
+    p = NTXentParams(tau=tau, reduction="mean", normalize="torch")
     a32, b32 = t(za).float(), t(zb).float()
     want = ref.nt_xent(a32.double().numpy(), b32.double().numpy(), **dataclasses.asdict(p))["total"]
     got = float(nt_xent(a32, b32, p))
-    assert got == pytest.approx(want, abs=40 * 2.0**-24 * 8)
+    assert got == pytest.approx(want, abs=80 * 2.0**-24 * 8)
 
 
 def test_batch_rejects_bad_shapes() -> None:

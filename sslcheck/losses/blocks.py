@@ -60,26 +60,25 @@ class LogSumExp:
         return x
 
 
-class ShiftedSumExp(LogSumExp):
-    """Sums of exp(logit - shift) for logits bounded above by `shift`, combined by addition; the
-    log and the shift are taken back at the end. One exponential serves the sums along both
-    dimensions of a block, where log-sum-exp takes a maximum and an exponential for each.
+class SumExp(LogSumExp):
+    """Plain sums of exponentials of logits, combined by addition, the log taken at the end: one
+    exponential serves the sums along both dimensions of a block, where log-sum-exp takes a
+    maximum and an exponential for each.
 
-    Exact (to rounding) while every term stays a normal float: logits at most `span` below the
-    shift (`fits`), since exp(-span) must not underflow: 80 in float32 (e^-87 is its smallest
-    normal), 700 in float64."""
+    Exact (to rounding) while every term and every sum stays a normal float: logits in
+    [-top, top] with at most `terms` to a sum and top + ln(terms) within the dtype's span
+    (`fits`): e^-span must not underflow, e^span not overflow: 80 in float32 (its normal floats
+    run from e^-87 to e^88), 700 in float64. Shifting the logits would only trade one end of that
+    range for the other."""
 
     SPANS: ClassVar[dict[torch.dtype, float]] = {torch.float32: 80.0, torch.float64: 700.0}
 
-    def __init__(self, shift: float) -> None:
-        self.shift = shift
-
     @classmethod
-    def fits(cls, span: float, dtype: torch.dtype) -> bool:
-        return span <= cls.SPANS.get(dtype, 0.0)
+    def fits(cls, top: float, terms: int, dtype: torch.dtype) -> bool:
+        return top + math.log(max(terms, 1)) <= cls.SPANS.get(dtype, 0.0)
 
     def exponentials(self, logits: Tensor) -> Tensor:
-        return logits.sub_(self.shift).exp_()
+        return logits.exp_()
 
     def total(self, values: Tensor, dim: int) -> Tensor:
         return values.sum(dim)
@@ -88,4 +87,10 @@ class ShiftedSumExp(LogSumExp):
         return x + y
 
     def log(self, x: Tensor) -> Tensor:
-        return x.log() + self.shift
+        return x.log()
+
+
+def sums_of_exponentials(top: float, terms: int, dtype: torch.dtype) -> LogSumExp:
+    """How to sum at most `terms` exponentials of logits in [-top, top]: plainly (`SumExp`) where
+    that is exact, else in the log domain."""
+    return SumExp() if SumExp.fits(top, terms, dtype) else LogSumExp()

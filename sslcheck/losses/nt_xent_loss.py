@@ -9,10 +9,10 @@ p(i) = i +/- N:
             or 2 x that (``sum_directions``: the paper's l_i + l_{i+N}, TF Similarity)
 
 Computed with a true mask of the self term, in row blocks of at most `block_elems`
-similarities, so a whole set never needs a 2N x 2N matrix. Every s_ij <= 1/tau (rows of norm
-at most 1 in every normalisation), so sums of exp(s_ij - 1/tau) are exact wherever
-2/tau (the widest spread) cannot underflow them (`ShiftedSumExp`: tau >= 0.025 in float32); below
-that, a stable log-sum-exp (`LogSumExp`).
+similarities, so a whole set never needs a 2N x 2N matrix. Every |s_ij| <= 1/tau (rows of norm
+at most 1 in every normalisation), so plain sums of exp(s_ij) are exact wherever neither e^(-1/tau)
+underflows nor 2N e^(1/tau) overflows (`SumExp`; float32: 1/tau + ln 2N <= 80, tau >= 0.014 for
+B = 256), and below that a stable log-sum-exp (`LogSumExp`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from sslcheck.losses.blocks import BLOCK_ELEMS, LogSumExp, ShiftedSumExp, leave_out, matrices, row_blocks
+from sslcheck.losses.blocks import BLOCK_ELEMS, leave_out, matrices, row_blocks, sums_of_exponentials
 from sslcheck.losses.normalize import RowNorm
 from sslcheck.losses.pair import Batch, PairStats, View
 
@@ -47,24 +47,24 @@ def nt_xent_terms_of(stats: PairStats, p: NTXentParams, block_elems: int = BLOCK
     Gram route derives u u^T and v v^T from the centred Grams VICReg uses, so one product remains):
     a row of u takes the log of the sum of exponentials of its rows of u u^T (self left out) and
     u v^T, a row of v that of its row of v v^T and its column of u v^T (one exponential of u v^T
-    serves both where `ShiftedSumExp` fits). Rows go in blocks of at most `block_elems` similarities.
+    serves both where `SumExp` fits). Rows go in blocks of at most `block_elems` similarities.
     """
     mode = p.normalize
     rows = stats.rows("a")
     n = rows.shape[-2]
-    shift = 1 / p.tau
-    sums = ShiftedSumExp(shift) if ShiftedSumExp.fits(2 * shift, rows.dtype) else LogSumExp()
+    scale = 1 / p.tau
+    sums = sums_of_exponentials(scale, 2 * n, rows.dtype)
     lse_u, lse_vv, positives = [], [], []
     column_sum: Tensor | None = None
 
     def own_view(view: View, start: int, stop: int, idx: Tensor) -> Tensor:
         """Each row's sum over the other rows of its own view (itself left out)."""
-        similarity = stats.similarity(view, view, mode, start, stop, shift)
+        similarity = stats.similarity(view, view, mode, start, stop, scale)
         return sums.total(sums.exponentials(leave_out(similarity, idx)), -1)
 
     for start, stop in row_blocks(n, 3 * n * matrices(rows), block_elems):
         idx = torch.arange(start, stop, device=rows.device)
-        cross = stats.similarity("a", "b", mode, start, stop, shift)
+        cross = stats.similarity("a", "b", mode, start, stop, scale)
         positives.append(cross[..., idx - start, idx])
         cross = sums.exponentials(cross)
         block_columns = sums.total(cross, -2)
