@@ -40,8 +40,9 @@ def within_rounding(
 @pytest.mark.parametrize("count", [1, 2, 3])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_products_equal_the_float64_ones(dtype: torch.dtype, count: int, threads: int) -> None:
-    """x^T x (its upper triangle) and x^T y of chunks added into zeros, and x x^T of batches
-    [k, B, D] and [B, D], on the route `products` picks and on torch's: within rounding of float64."""
+    """x^T x (its upper triangle) and x^T y of chunks added into zeros, and the upper triangle of
+    x x^T of batches [k, B, D] and [B, D] (zeros below it), on the route `products` picks and on
+    torch's: within rounding of float64."""
     rng = np.random.default_rng(count)
     chunks = [torch.from_numpy(rng.standard_normal((300, 70)) + 2.0).to(dtype) for _ in range(count)]
     batches = [
@@ -68,9 +69,27 @@ def test_products_equal_the_float64_ones(dtype: torch.dtype, count: int, threads
             x64 = x.double().numpy()
             assert within_rounding(p, x64, x64.T @ x64, dtype, upper)
         for x, g in zip(batches, grams, strict=True):
-            xt = np.swapaxes(x.double().numpy(), -1, -2)  # x x^T sums over the columns of x
-            assert g.dtype == dtype and g.shape == (*x.shape[:-1], x.shape[-2])
-            assert within_rounding(g, xt, np.swapaxes(xt, -1, -2) @ xt, dtype)
+            assert_upper_gram(g, x, dtype)
+
+
+def assert_upper_gram(g: torch.Tensor, x: torch.Tensor, dtype: torch.dtype) -> None:
+    """g: the upper triangle of x x^T within rounding of float64, exactly zero below it."""
+    xt = np.swapaxes(x.double().numpy(), -1, -2)  # x x^T sums over the columns of x
+    b = x.shape[-2]
+    assert g.dtype == dtype and g.shape == (*x.shape[:-1], b)
+    assert within_rounding(g, xt, np.swapaxes(xt, -1, -2) @ xt, dtype, (..., *np.triu_indices(b)))
+    assert (g.numpy()[..., np.tril_indices(b, -1)[0], np.tril_indices(b, -1)[1]] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_grams_without_cblas_are_numpy_products_cut_to_their_upper_triangle(
+    monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype
+) -> None:
+    monkeypatch.setattr(blas, "cblas", lambda: None)
+    x = torch.from_numpy(np.random.default_rng(4).standard_normal((3, 20, 30))).to(dtype)
+    with blas.products(CPU, dtype) as route:
+        (g,) = route.grams([x])
+    assert_upper_gram(g, x, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -177,7 +196,7 @@ def test_routes_fall_back_to_torch(monkeypatch: pytest.MonkeyPatch, why: str) ->
         route.add_self_products([torch.arange(6.0).reshape(3, 2).to(dtype)], [p])
         (g,) = route.grams([torch.arange(6.0).reshape(3, 2).to(dtype)])
     assert p.tolist() == [[20.0, 26.0], [26.0, 35.0]]  # columns (0, 2, 4), (1, 3, 5)
-    assert g.tolist() == [[1.0, 3.0, 5.0], [3.0, 13.0, 23.0], [5.0, 23.0, 41.0]]  # rows (0, 1), (2, 3), (4, 5)
+    assert g.tolist() == [[1.0, 3.0, 5.0], [0.0, 13.0, 23.0], [0.0, 0.0, 41.0]]  # rows (0, 1), (2, 3), (4, 5)
 
 
 @pytest.mark.parametrize("batch_size", [256, 8])

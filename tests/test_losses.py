@@ -390,6 +390,21 @@ def test_plain_sums_equal_the_log_sum_exp(dtype: torch.dtype) -> None:
         np.testing.assert_allclose(cols.double().numpy(), want_cols, rtol=0, atol=16 * eps * span)
 
 
+@pytest.mark.parametrize("sums", [SumExp(), LogSumExp()])
+def test_a_symmetric_blocks_sums_from_above_its_diagonal(sums: LogSumExp) -> None:
+    """A row's sum over the rest of a symmetric block is that of its row above the diagonal and
+    of its column there: whatever is on and below the diagonal counts for nothing."""
+    rng = np.random.default_rng(2)
+    s = rng.uniform(-5, 5, (3, 6, 6))
+    s = s + np.swapaxes(s, -1, -2)
+    garbage = np.tril(rng.uniform(-1e3, 1e3, (6, 6)))  # what a Gram-derived block holds below
+    logits = t(np.triu(s, 1) + garbage)
+    terms = sums.exponentials_above_diagonal(logits)
+    got = sums.log(sums.add(sums.total(terms, -1), sums.total(terms, -2))).numpy()
+    off_diagonal = np.where(np.eye(6, dtype=bool), -np.inf, s)
+    np.testing.assert_allclose(got, np.log(np.exp(off_diagonal).sum(-1)), rtol=1e-13)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_sums_of_exponentials_leave_the_log_domain_only_where_exact(dtype: torch.dtype) -> None:
     span = SumExp.SPANS[dtype]

@@ -30,17 +30,29 @@ def cosines(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("lead", [(), (3,), (2, 2)])
 def test_gram_similarity_equals_the_direct_product(mode: str, lead: tuple[int, ...]) -> None:
-    """On the Gram route (D > 4B/3) u u^T comes from X_c X_c^T + p 1^T + 1 p^T + |m|^2: the
-    same matrix as normalising the rows and multiplying, for every leading batch shape."""
+    """On the Gram route (D > 4B/3) u u^T comes from X_c X_c^T + p 1^T + 1 p^T + |m|^2: on and
+    above the diagonal the same matrix as normalising the rows and multiplying (and as the
+    direct `similarity`), for every leading batch shape."""
     rng = np.random.default_rng(3)
     za, zb = rng.standard_normal((*lead, 12, 40)) + 2.0, rng.standard_normal((*lead, 12, 40)) - 1.0
     batch = Batch(t(za), t(zb))
     assert batch.use_gram
+    upper = (..., *np.triu_indices(12))
     for view, x in (("a", za), ("b", zb)):
-        got = batch.similarity(view, view, mode, scale=2.5)
+        got = batch.upper_similarity(view, mode, scale=2.5)
+        assert got is not None
         u = normalize_rows(t(x), mode).numpy()
-        np.testing.assert_allclose(got.numpy(), 2.5 * u @ np.swapaxes(u, -1, -2), rtol=1e-12, atol=1e-13)
+        want = 2.5 * u @ np.swapaxes(u, -1, -2)
+        np.testing.assert_allclose(got.numpy()[upper], want[upper], rtol=1e-12, atol=1e-13)
+        direct = batch.similarity(view, view, mode, scale=2.5).numpy()
+        np.testing.assert_allclose(direct, want, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(batch.similarity("a", "b", "torch").numpy(), cosines(za, zb), rtol=1e-12, atol=1e-13)
+
+
+def test_no_gram_similarity_off_the_gram_route() -> None:
+    za, zb = views(12, 8, 2)
+    batch = Batch(t(za), t(zb))
+    assert not batch.use_gram and batch.upper_similarity("a", "torch") is None
 
 
 def test_similarity_row_blocks_are_slices_of_the_whole() -> None:
@@ -58,11 +70,12 @@ def test_a_row_near_the_origin_falls_back_to_the_direct_product() -> None:
     z = rng.standard_normal((16, 64)) * 0.1 + 10.0
     z[3] = 0.05 * rng.standard_normal(64)  # |x_3| ~ 0.4 while |mean| ~ 75
     batch32 = Batch(t(z).float(), t(z).float())
-    assert batch32._gram_similarity("a", "tf", 1.0) is None
+    assert batch32.upper_similarity("a", "tf") is None
     got = batch32.similarity("a", "a", "tf").double().numpy()
     np.testing.assert_allclose(got, cosines(z, z), atol=2e-6)
     # without the guard, the derivation is visibly off for that row
-    g = batch32.gram("a").double().numpy()
+    upper = batch32.gram("a").double().numpy()
+    g = upper + np.triu(upper, 1).T
     c = z.astype(np.float32).astype(np.float64)
     m = c.mean(0)
     raw = g + ((c - m) @ m)[:, None] + ((c - m) @ m)[None, :] + m @ m
@@ -73,7 +86,7 @@ def test_a_row_near_the_origin_falls_back_to_the_direct_product() -> None:
 @pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
 def test_nt_xent_on_the_gram_route_equals_the_reference(dtype: torch.dtype, atol: float) -> None:
     za, zb = views(24, 64, 6)
-    for p in (NTXentParams(), NTXentParams(tau=0.5, reduction="mean", normalize="torch")):
+    for p in (NTXentParams(), NTXentParams(tau=0.5, reduction="mean", normalize="torch"), NTXentParams(tau=0.001)):
         batch = Batch(t(za).to(dtype), t(zb).to(dtype))
         assert batch.use_gram
         got = float(nt_xent_terms_of(batch, p)["total"])

@@ -44,7 +44,8 @@ def nt_xent_terms_of(stats: PairStats, p: NTXentParams, block_elems: int = BLOCK
 
     The 2N x 2N similarities are [[u u^T, u v^T], [v u^T, v v^T]] / tau, and the cross blocks are
     transposes of each other, so three products serve (3 N^2 D multiply-adds, not 4; a batch on the
-    Gram route derives u u^T and v v^T from the centred Grams VICReg uses, so one product remains):
+    Gram route derives u u^T and v v^T from the upper triangles of the centred Grams VICReg uses, so
+    one product remains):
     a row of u takes the log of the sum of exponentials of its rows of u u^T (self left out) and
     u v^T, a row of v that of its row of v v^T and its column of u v^T (one exponential of u v^T
     serves both where `SumExp` fits). Rows go in blocks of at most `block_elems` similarities.
@@ -58,7 +59,13 @@ def nt_xent_terms_of(stats: PairStats, p: NTXentParams, block_elems: int = BLOCK
     column_sum: Tensor | None = None
 
     def own_view(view: View, start: int, stop: int, idx: Tensor) -> Tensor:
-        """Each row's sum over the other rows of its own view (itself left out)."""
+        """Each row's sum over the other rows of its own view (itself left out). A whole block
+        taken from the Gram is valid above its diagonal only: row i's sum is then that of its
+        row there and of its column (the block is symmetric)."""
+        upper = stats.upper_similarity(view, mode, scale) if (start, stop) == (0, n) else None
+        if upper is not None:
+            terms = sums.exponentials_above_diagonal(upper)
+            return sums.add(sums.total(terms, -1), sums.total(terms, -2))
         similarity = stats.similarity(view, view, mode, start, stop, scale)
         return sums.total(sums.exponentials(leave_out(similarity, idx)), -1)
 

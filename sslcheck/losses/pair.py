@@ -48,6 +48,7 @@ class PairStats(Protocol):
     def similarity(
         self, x: View, y: View, mode: RowNorm, start: int = 0, stop: int | None = None, scale: float = 1.0
     ) -> Tensor: ...
+    def upper_similarity(self, view: View, mode: RowNorm, scale: float = 1.0) -> Tensor | None: ...
 
 
 MATRIX = (-2, -1)
@@ -73,6 +74,15 @@ def _scaled_cross(m: Tensor, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     sq = _off_squares(m)
     off = ((s * s) * matvec(sq, t * t)).sum(-1)
     return s * m.diagonal(dim1=-2, dim2=-1) * t, off
+
+
+def _symmetric_inner(ux: Tensor, uy: Tensor) -> Tensor:
+    """sum_ij X_ij Y_ij of symmetric matrices [..., B, B] given by their upper triangles (zeros
+    below: `Products.grams`): twice the triangles' inner product, less their diagonals' once."""
+    diagonal = (ux.diagonal(dim1=-2, dim2=-1) * uy.diagonal(dim1=-2, dim2=-1)).sum(-1)
+    if ux is uy:
+        return 2 * torch.linalg.vector_norm(ux, dim=MATRIX).square() - diagonal
+    return 2 * (ux * uy).sum(MATRIX) - diagonal
 
 
 def _gram_off(frobenius_sq: Tensor, diag_sq: Tensor) -> Tensor | None:
@@ -177,7 +187,8 @@ class Batch:
     def _cov_offdiag_sq(self, view: View) -> Tensor:
         if self.use_gram:
             diag = self._col_sq[0 if view == "a" else 1]
-            off = _gram_off(torch.linalg.vector_norm(self.gram(view), dim=MATRIX).square(), diag.square().sum(-1))
+            gram = self.gram(view)
+            off = _gram_off(_symmetric_inner(gram, gram), diag.square().sum(-1))
             if off is not None:
                 return off
         return _off_sq(self.product(view, view))
@@ -187,14 +198,14 @@ class Batch:
             xs, ys = self.centred(x) * s.unsqueeze(-2), self.centred(y) * t.unsqueeze(-2)
             diag = column_sums(xs * ys)
             gx, gy = self._blas.grams([xs, ys])
-            off = _gram_off((gx * gy).sum(MATRIX), diag.pow(2).sum(-1))
+            off = _gram_off(_symmetric_inner(gx, gy), diag.pow(2).sum(-1))
             if off is not None:
                 return diag, off
         return _scaled_cross(self.product(x, y), s, t)
 
     def gram(self, view: View) -> Tensor:
-        """X_c X_c^T: [..., B, B], computed once, for both views together (VICReg and the
-        contrastive terms share them)."""
+        """X_c X_c^T's upper triangle, zeros below it: [..., B, B], computed once, for both views
+        together (VICReg and the contrastive terms share them)."""
         if view not in self._grams:
             self._grams = dict(zip(("a", "b"), self._blas.grams(self._centred), strict=True))
         return self._grams[view]
@@ -216,22 +227,21 @@ class Batch:
     ) -> Tensor:
         """`scale` times the cosines u_x[start:stop] u_y^T: [..., stop - start, B], as the rows'
         products scaled by their inverse norms (w_x x)(w_y y)^T = diag(w_x) x y^T diag(w_y): two
-        passes over B^2 entries instead of normalising B D. A whole self-similarity block on the
-        Gram route comes from the shared centred Gram (`_gram_similarity`)."""
+        passes over B^2 entries instead of normalising B D."""
         stop = self.n if stop is None else stop
-        if x == y and self.use_gram and (start, stop) == (0, self.n):
-            similarity = self._gram_similarity(x, mode, scale)
-            if similarity is not None:
-                return similarity
         product = self.rows(x)[..., start:stop, :] @ self.rows(y).mT
         w_x = inverse_norms(self.row_sq(x)[..., start:stop], mode) * scale
         return product.mul_(w_x.unsqueeze(-1)).mul_(inverse_norms(self.row_sq(y), mode).unsqueeze(-2))
 
-    def _gram_similarity(self, view: View, mode: RowNorm, scale: float) -> Tensor | None:
-        """u u^T from X X^T = G_c + p 1^T + 1 p^T + |m|^2 (p = X_c m), or None where that loses
-        more than GRAM_SIMILARITY_LOSS of precision: the error of entry ij grows by
-        f_i f_j, f_i = (|x_c,i| + |m|) / |x_i|, which is large only for rows far shorter than the
-        mean (near the origin while the data are offset)."""
+    def upper_similarity(self, view: View, mode: RowNorm, scale: float = 1.0) -> Tensor | None:
+        """`scale` times the cosines u u^T of the whole batch [..., B, B] on and above the diagonal
+        (below it: unspecified), from the shared centred Gram: X X^T = G_c + p 1^T + 1 p^T + |m|^2
+        (p = X_c m). None off the Gram route, or where that loses more than
+        GRAM_SIMILARITY_LOSS of precision: the error of entry ij grows by f_i f_j,
+        f_i = (|x_c,i| + |m|) / |x_i|, which is large only for rows far shorter than the mean
+        (near the origin while the data are offset)."""
+        if not self.use_gram:
+            return None
         g = self.gram(view)
         mean = self.means(view)
         mean_sq = mean.square().sum(MATRIX)
@@ -292,6 +302,9 @@ class WholeSet:
         self, x: View, y: View, mode: RowNorm, start: int = 0, stop: int | None = None, scale: float = 1.0
     ) -> Tensor:
         return self._kept().similarity(x, y, mode, start, stop, scale)
+
+    def upper_similarity(self, view: View, mode: RowNorm, scale: float = 1.0) -> Tensor | None:
+        return self._kept().upper_similarity(view, mode, scale)
 
     def _kept(self) -> Batch:
         if self._batch is None:
