@@ -26,6 +26,8 @@ from sslcheck.blas import TORCH, Products
 
 F64 = torch.float64
 ABSORB_EVERY = 16  # blocks per float64 absorb in a pass (`BlockSums`)
+ROUNDING_ULPS = 4  # `PairMoments.without_rounding_spread`: spreads under 4 ulps of the mean are rounding
+SHIFT_SPREADS = 4  # `ElementMoments.update`: a block's mean within 1/4 of its spread of the shift
 MATVEC_LOOP_MIN = 1 << 16  # entries of a CPU matrix from which `matvec` multiplies each on its own
 
 
@@ -70,6 +72,16 @@ def _centre(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     xc = x - approx
     residual = _sum_rows(xc).to(F64) / n
     return xc, approx.to(F64) + residual, residual
+
+
+def _moments_about(x: Tensor, shift: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """A block [n, *shape]'s float64 mean and centred sum of squares, from its differences from
+    `shift` [*shape] in its own dtype; and the mean's offset from the shift."""
+    n = x.shape[0]
+    d = x - shift
+    offset = _sum_rows(d).to(F64) / n
+    m2 = _sum_rows(d.square_()).to(F64) - n * offset * offset
+    return shift.to(F64) + offset, m2, offset
 
 
 def squared_differences(xa: Tensor, xb: Tensor) -> Tensor:
@@ -392,14 +404,28 @@ class ElementMoments:
         return moments
 
     def update(self, x: Tensor) -> None:
-        """In place: absorb a block [n, *shape] (centred in its own dtype, merged in float64).
+        """In place: absorb a block [n, *shape], its differences from a shift taken in its own
+        dtype and merged in float64.
+
+        The shift is a value the data hold (the first block's first row, then the running mean
+        as rounded), so a constant element keeps exactly zero moments over any number of blocks,
+        and a pass over the block goes to no mean of its own. Where a block's mean lies more than
+        1 / SHIFT_SPREADS of its spread from the shift (a first row, a drift), that element is
+        taken again about the mean just found: the sum of squares then cancels at most
+        1 + 1 / SHIFT_SPREADS^2 of itself.
 
         In place, so a long pass allocates no long-lived state between its transient tensors
         (such allocations pinned the heap and made memory grow with N).
         """
-        xc, mean, res = _centre(x)
-        m2 = _sum_rows(xc.square_()).to(F64) - x.shape[0] * res * res
-        self._absorb(x.shape[0], mean, m2)
+        n = x.shape[0]
+        if n == 0:
+            return
+        shift = x[0] if self.n == 0 else self.mean.to(x.dtype)
+        mean, m2, offset = _moments_about(x, shift)
+        far = offset * offset * (n * SHIFT_SPREADS**2) > m2
+        if bool(far.any()):
+            mean, m2, _ = _moments_about(x, torch.where(far, mean.to(x.dtype), shift))
+        self._absorb(n, mean, m2)
 
     def merge(self, other: ElementMoments) -> ElementMoments:
         """Both parts together (Chan et al.); neither is changed."""
