@@ -298,6 +298,7 @@ def _evaluate(
         raise InputError(
             f"{za.label}, {zb.label}: values too large for {s.dtype}: their second moments overflow{_wider(dtype)}"
         )
+    moments = moments.without_rounding_spread(torch.finfo(dtype).eps)
     for source, mean, m2, kept in (
         (za, moments.mean_a, moments.m_aa, keeper.a),
         (zb, moments.mean_b, moments.m_bb, keeper.b),

@@ -813,11 +813,12 @@ def test_equal_singular_values(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("value", [0.0, 0.1, 123.456])
-def test_constant_view(tmp_path: Path, dtype: Literal["float32", "float64"], value: float) -> None:
+@pytest.mark.parametrize("n", [100, 5000])  # 5000: several chunks, whose float32 means need not be the row
+def test_constant_view(tmp_path: Path, dtype: Literal["float32", "float64"], value: float, n: int) -> None:
     rng = np.random.default_rng(4)
     row = value * rng.standard_normal(32) if value else np.zeros(32)
-    za = np.tile(row, (100, 1))
-    zb = rng.standard_normal((100, 32))
+    za = np.tile(row, (n, 1))
+    zb = rng.standard_normal((n, 32))
     result = run(tmp_path, za, zb, dtype=dtype)
     got = diag(result)["za"]
     for key in ("effective_rank_centered", "rank_ratio_centered", "stable_rank", "alpha_req"):

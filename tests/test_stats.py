@@ -195,6 +195,28 @@ def test_constant_column_has_exactly_zero_moments() -> None:
     assert float(out.mean_a[1]) == 3.0
 
 
+def test_spreads_under_a_few_ulps_of_the_mean_are_rounding() -> None:
+    """Dimensions spread less than ROUNDING_ULPS units in the last place of their mean get exactly
+    zero co-moments (with either view); the others keep theirs, however small."""
+    from sslcheck.stats import ROUNDING_ULPS
+
+    eps = float(np.finfo(np.float64).eps)
+    rng = np.random.default_rng(8)
+    a, b = rng.standard_normal((500, 4)), rng.standard_normal((500, 4))
+    a[:, 1] = 3.0 + eps * 3.0 * rng.choice([-1, 1], 500)  # ~1 ulp: rounding
+    a[:, 2] = 3.0 + 10 * ROUNDING_ULPS * eps * 3.0 * rng.choice([-1, 1], 500)  # well above: data
+    b[:, 3] = -7.0
+    m = PairMoments.of(torch.from_numpy(a), torch.from_numpy(b))
+    got = m.without_rounding_spread(eps)
+    flat_a, flat_b = [1], [3]
+    for mat, rows, cols in ((got.m_aa, flat_a, flat_a), (got.m_bb, flat_b, flat_b), (got.m_ab, flat_a, flat_b)):
+        assert (mat.numpy()[rows] == 0).all() and (mat.numpy()[:, cols] == 0).all()
+    keep_a, keep_b = [0, 2, 3], [0, 1, 2]
+    np.testing.assert_array_equal(got.m_aa.numpy()[np.ix_(keep_a, keep_a)], m.m_aa.numpy()[np.ix_(keep_a, keep_a)])
+    np.testing.assert_array_equal(got.m_ab.numpy()[np.ix_(keep_a, keep_b)], m.m_ab.numpy()[np.ix_(keep_a, keep_b)])
+    assert float(got.m_aa[2, 2]) > 0 and float(m.m_aa[1, 1]) > 0  # the copy changed, the original did not
+
+
 @pytest.mark.parametrize("n,d,parts", [(1000, 8, 7), (4096, 16, 4), (300, 5, 30)])
 def test_float32_blocks_with_a_large_offset(n: int, d: int, parts: int) -> None:
     """float32 blocks, every column offset by 1e4 (spread ~1): compared with float64 moments of
