@@ -51,7 +51,7 @@ class Products(Protocol):
     def grams(self, xs: Sequence[Tensor], /) -> list[Tensor]:
         """The upper triangle (j >= i) of x x^T [..., B, B], zeros below it, of each (batch of)
         matrices x [..., B, D]: consumers sum over a symmetric matrix from its upper triangle
-        (`stats.symmetric_inner`), and mirroring it took a fifth of a [256, 512] Gram's time."""
+        (`losses.pair._symmetric_inner`), and mirroring it took a fifth of a [256, 512] Gram's time."""
         ...
 
     def add_self_products(self, xs: Sequence[Tensor], outs: Sequence[Tensor], /) -> None:
