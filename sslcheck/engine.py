@@ -46,7 +46,7 @@ from sslcheck.stats import (
     BlockSums,
     ElementMoments,
     PairMoments,
-    column_sums,
+    centred_rows,
     squared_difference_sum,
     squared_differences,
 )
@@ -659,8 +659,7 @@ def _score_batches(
                 (ra.unsqueeze(0), rb.unsqueeze(0), rows.rows(full, xa.shape[0], ra.shape[0]), (start + full) // bsz)
             )
         else:
-            ma, mb = column_sums(ra) / ra.shape[0], column_sums(rb) / rb.shape[0]
-            ca, cb = ra - ma, rb - mb
+            (ca, ma), (cb, mb) = centred_rows(ra), centred_rows(rb)
             parts.add(ca, cb, ma, mb, ca.T @ cb if by_product else None)
     for ga, gb, known, first in groups:
         batch = Batch(ga, gb, known, products)

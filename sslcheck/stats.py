@@ -59,6 +59,13 @@ def matvec(m: Tensor, v: Tensor) -> Tensor:
     return torch.stack(rows).reshape(*lead, m.shape[-2])
 
 
+def centred_rows(x: Tensor) -> tuple[Tensor, Tensor]:
+    """The rows of x [..., n, D] about their column means as rounded in x's dtype, and those
+    means [..., 1, D]."""
+    mean = (column_sums(x) / x.shape[-2]).unsqueeze(-2)
+    return x - mean, mean
+
+
 def _sum_rows(x: Tensor) -> Tensor:
     """`column_sums` of a block [n, *shape] -> [*shape]."""
     return column_sums(x.reshape(x.shape[0], -1)).reshape(x.shape[1:])

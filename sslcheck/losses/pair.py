@@ -30,7 +30,7 @@ from torch import Tensor
 
 from sslcheck.blas import TORCH, Products
 from sslcheck.losses.normalize import RowNorm, inverse_norms, normalize_rows, row_sq_norms
-from sslcheck.stats import PairMoments, column_sums, matvec, squared_differences
+from sslcheck.stats import PairMoments, centred_rows, column_sums, matvec, squared_differences
 
 View = Literal["a", "b"]
 
@@ -139,13 +139,14 @@ class Batch:
         return self.za if view == "a" else self.zb
 
     @cached_property
-    def _means(self) -> tuple[Tensor, Tensor]:
-        return (column_sums(self.za) / self.n).unsqueeze(-2), (column_sums(self.zb) / self.n).unsqueeze(-2)
+    def _centring(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """((a_c, b_c), (mean_a, mean_b)): the rows about their column means, and those means."""
+        (ca, ma), (cb, mb) = centred_rows(self.za), centred_rows(self.zb)
+        return (ca, cb), (ma, mb)
 
-    @cached_property
+    @property
     def _centred(self) -> tuple[Tensor, Tensor]:
-        mean_a, mean_b = self._means
-        return self.za - mean_a, self.zb - mean_b
+        return self._centring[0]
 
     def centred(self, view: View) -> Tensor:
         return self._centred[0] if view == "a" else self._centred[1]
@@ -157,7 +158,7 @@ class Batch:
 
     def means(self, view: View) -> Tensor:
         """The batch's column means: [..., 1, D]."""
-        return self._means[0 if view == "a" else 1]
+        return self._centring[1][0 if view == "a" else 1]
 
     def has_product(self, x: View, y: View) -> bool:
         """Whether x_c^T y_c was already computed (then the cross terms use it, not the Grams)."""
